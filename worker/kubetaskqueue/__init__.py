@@ -1,0 +1,26 @@
+"""kubetaskqueue: a lease-based task queue on Redis for Kubernetes."""
+
+from .errors import (
+    ConfigError,
+    DuplicateTaskError,
+    KubeTaskQueueError,
+    PayloadError,
+    RedisUnavailableError,
+    Retry,
+)
+from .manager import Manager
+from .task import Task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "DuplicateTaskError",
+    "KubeTaskQueueError",
+    "Manager",
+    "PayloadError",
+    "RedisUnavailableError",
+    "Retry",
+    "Task",
+    "__version__",
+]

@@ -1,0 +1,28 @@
+"""Default settings, with units in their names and the reason for each value."""
+
+REDIS_URL = "redis://localhost:6379/0"
+NAMESPACE = "kubetaskqueue"
+# The seed's default concurrency; bounds tasks in flight per manager (not cluster-wide).
+NUM_WORKERS = 5
+# Long enough to ride out a GC pause or a short Redis blip, short enough that a
+# killed pod's tasks restart within a minute.
+LEASE_TTL_S = 30.0
+# Idle managers block this long on the wake-up list before checking scheduled
+# tasks and Redis health again (the seed polls every 2 s).
+POLL_INTERVAL_S = 2.0
+# Fits inside Kubernetes' default terminationGracePeriodSeconds of 30 s.
+SHUTDOWN_GRACE_S = 25.0
+# Large payloads belong in object storage; Redis keeps everything in memory.
+MAX_PAYLOAD_BYTES = 1024 * 1024
+# Default retry backoff: 10**n ms for the n-th retry (the seed's growth), capped.
+BACKOFF_BASE_S = 0.001
+BACKOFF_CAP_S = 600.0
+# Expired leases handled per reap call; the next period picks up the rest.
+REAP_LIMIT = 1000
+# Due scheduled tasks promoted per claim call.
+PROMOTE_LIMIT = 1000
+# How often every manager looks for expired leases (also bounded by lease TTL).
+REAP_INTERVAL_S = 5.0
+# Redis reconnect backoff while it is unreachable.
+RECONNECT_MIN_S = 0.1
+RECONNECT_MAX_S = 5.0

@@ -1,0 +1,34 @@
+"""The exception tree: one base class, and Retry for processors."""
+
+from __future__ import annotations
+
+
+class KubeTaskQueueError(Exception):
+    """Base class of every error kubetaskqueue raises."""
+
+
+class ConfigError(KubeTaskQueueError):
+    """A setting is wrong, or Redis is configured in a way that would lose tasks."""
+
+
+class PayloadError(KubeTaskQueueError, ValueError):
+    """A payload is not JSON-serialisable or exceeds the size cap; nothing was written."""
+
+
+class DuplicateTaskError(KubeTaskQueueError, ValueError):
+    """A task with the requested id already exists; nothing was written."""
+
+
+class RedisUnavailableError(KubeTaskQueueError):
+    """Redis cannot be reached."""
+
+
+class Retry(Exception):  # noqa: N818 - named for what the processor asks for
+    """Raised by a processor to ask for a retry after ``delay_s`` seconds.
+
+    The attempt counts against ``num_retries`` and is not logged as an error.
+    """
+
+    def __init__(self, delay_s: float = 0.0, reason: str = "") -> None:
+        super().__init__(reason or f"retry requested in {delay_s}s")
+        self.delay_s = max(0.0, float(delay_s))

@@ -1,0 +1,107 @@
+"""Read-only view of queue state: used by `kubetaskqueue stats`, the exporter and the operator."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from . import defaults
+from .keys import STAT_FIELDS, manager_key, managers_key, topics_key
+from .store import RedisStore
+
+
+@dataclass(frozen=True)
+class TopicState:
+    input: int
+    scheduled: int
+    scheduled_due: int  # scheduled tasks already due: ready, not yet promoted
+    work: int
+    dead: int
+    oldest_ready_age_s: float | None  # None when nothing is ready
+    oldest_dead_age_s: float | None
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ManagerInfo:
+    id: str
+    pod: str
+    slots: int
+    busy: int
+    topics: list[str]
+    heartbeat_age_s: float
+
+
+@dataclass(frozen=True)
+class QueueState:
+    topics: dict[str, TopicState]
+    managers: list[ManagerInfo]
+    redis_time: float
+
+    def as_stats(self) -> dict[str, Any]:
+        """The `stats --json` shape: per topic the four queues and the seed's five counters."""
+        topics = {}
+        for name, t in sorted(self.topics.items()):
+            row = {"input": t.input, "scheduled": t.scheduled, "work": t.work, "dead": t.dead}
+            row.update({c: t.counters.get(c, 0) for c in STAT_FIELDS if c != "fenced"})
+            topics[name] = row
+        return {"topics": topics, "managers": len(self.managers)}
+
+
+def _age(now: float, raw: str) -> float | None:
+    return max(0.0, now - float(raw)) if raw else None
+
+
+def read_topic_state(store: RedisStore, topic: str) -> tuple[float, TopicState]:
+    now, inp, sched, due, work, dead, oldest, dead_oldest, flat = store.inspect(topic)
+    now = float(now)
+    counters = {flat[i]: int(flat[i + 1]) for i in range(0, len(flat), 2)}
+    state = TopicState(int(inp), int(sched), int(due), int(work), int(dead),
+                       _age(now, oldest), _age(now, dead_oldest), counters)
+    return now, state
+
+
+def read_managers(client: redis.Redis, namespace: str, now: float) -> list[ManagerInfo]:
+    """Live managers; entries whose hash expired (pod died) are pruned on the way."""
+    ids = client.zrange(managers_key(namespace), 0, -1, withscores=True)
+    if not ids:
+        return []
+    pipe = client.pipeline(transaction=False)
+    for manager_id, _ in ids:
+        pipe.hgetall(manager_key(namespace, manager_id))
+    live, gone = [], []
+    for (manager_id, beat), info in zip(ids, pipe.execute(), strict=True):
+        if not info:
+            gone.append(manager_id)
+            continue
+        live.append(ManagerInfo(
+            id=manager_id, pod=info.get("pod", ""), slots=int(info.get("slots", 0)),
+            busy=int(info.get("busy", 0)),
+            topics=[t for t in info.get("topics", "").split(",") if t],
+            heartbeat_age_s=max(0.0, now - beat),
+        ))
+    if gone:
+        client.zrem(managers_key(namespace), *gone)
+    return live
+
+
+def known_topics(client: redis.Redis, namespace: str) -> list[str]:
+    return sorted(client.smembers(topics_key(namespace)))
+
+
+def read_queue_state(client: redis.Redis, namespace: str = defaults.NAMESPACE,
+                     topics: Iterable[str] | None = None) -> QueueState:
+    """Counts per state for ``topics`` (None = every topic ever enqueued to) and live managers."""
+    store = RedisStore(client, namespace)
+    names = known_topics(client, namespace) if topics is None else list(topics)
+    states: dict[str, TopicState] = {}
+    now = 0.0
+    for name in names:
+        now, states[name] = read_topic_state(store, name)
+    if not names:
+        secs, micros = client.time()
+        now = secs + micros / 1e6
+    return QueueState(states, read_managers(client, namespace, now), now)

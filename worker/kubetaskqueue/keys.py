@@ -1,0 +1,114 @@
+"""The Redis schema: every key kubetaskqueue writes, its type and what it holds.
+
+All keys of one topic share the hash tag ``{<topic>}``, so every state move of
+a task is one Lua script on one Redis Cluster slot. The manager registry has
+its own tag. Nothing else in the code builds key names.
+
+| key                              | type | holds                                         |
+|----------------------------------|------|-----------------------------------------------|
+| ``<ns>:topics``                  | set  | every topic ever enqueued to (for stats)      |
+| ``<ns>:{<topic>}:input``         | list | ready task ids, FIFO (RPUSH, LPOP)            |
+| ``<ns>:{<topic>}:scheduled``     | zset | id -> due time (delays and retry backoff)     |
+| ``<ns>:{<topic>}:work``          | zset | id -> lease deadline (in-flight tasks)        |
+| ``<ns>:{<topic>}:dead``          | list | dead task ids, newest first                   |
+| ``<ns>:{<topic>}:wake``          | list | wake-up hints for idle managers (capped)      |
+| ``<ns>:{<topic>}:stats``         | hash | the seed's five counters: enqueued, started,  |
+|                                  |      | retried, failed, completed; plus fenced       |
+| ``<ns>:{<topic>}:task:<id>``     | hash | one task: see TASK_FIELDS                     |
+| ``<ns>:{managers}``              | zset | manager id -> last heartbeat (server time)    |
+| ``<ns>:{managers}:<id>``         | hash | pod, slots, busy, topics (expires)            |
+
+Times are Redis server seconds (``TIME``) as floats.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# Fields of a task hash. Written by the Lua scripts; read by task.py and admin.py.
+TASK_FIELDS = (
+    "id",  # task id (uuid4 hex unless the producer chose one)
+    "topic",
+    "payload",  # JSON text, never unpickled
+    "num_retries",  # retries allowed after the first attempt
+    "attempts",  # attempts started so far (claims, minus graceful releases)
+    "timeout_s",  # per-task timeout, "" = topic default
+    "enqueued_at",  # when the producer enqueued it
+    "ready_at",  # when it last became ready (enqueue, due, retry, release)
+    "token",  # fencing token of the current lease; increments on each claim
+    "owner",  # manager id holding the lease
+    "claimed_at",
+    "last_error",  # message and traceback of the last failed attempt
+    "failed_at",  # time of the last failed attempt
+    "dead_at",
+)
+
+STAT_FIELDS = ("enqueued", "started", "retried", "failed", "completed", "fenced")
+
+_TOPIC_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}$")
+
+
+def check_topic(topic: str) -> str:
+    """Return ``topic`` if it is a valid topic name, else raise ValueError."""
+    if not isinstance(topic, str) or not _TOPIC_RE.match(topic):
+        raise ValueError(
+            f"invalid topic {topic!r}: use 1-200 characters from letters, digits, '_', '.', ':', '-'"
+        )
+    return topic
+
+
+@dataclass(frozen=True)
+class TopicKeys:
+    """Key names of one topic; all share the ``{topic}`` hash tag."""
+
+    namespace: str
+    topic: str
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.namespace}:{{{self.topic}}}"
+
+    @property
+    def input(self) -> str:
+        return f"{self.prefix}:input"
+
+    @property
+    def scheduled(self) -> str:
+        return f"{self.prefix}:scheduled"
+
+    @property
+    def work(self) -> str:
+        return f"{self.prefix}:work"
+
+    @property
+    def dead(self) -> str:
+        return f"{self.prefix}:dead"
+
+    @property
+    def wake(self) -> str:
+        return f"{self.prefix}:wake"
+
+    @property
+    def stats(self) -> str:
+        return f"{self.prefix}:stats"
+
+    @property
+    def task_prefix(self) -> str:
+        """Prefix of task hashes; scripts append the id (same slot as the rest)."""
+        return f"{self.prefix}:task:"
+
+    def task(self, task_id: str) -> str:
+        return f"{self.task_prefix}{task_id}"
+
+
+def topics_key(namespace: str) -> str:
+    return f"{namespace}:topics"
+
+
+def managers_key(namespace: str) -> str:
+    return f"{namespace}:{{managers}}"
+
+
+def manager_key(namespace: str, manager_id: str) -> str:
+    return f"{namespace}:{{managers}}:{manager_id}"

@@ -1,0 +1,250 @@
+"""Manager: the public API. Holds topics and their processors, enqueues, runs workers."""
+
+from __future__ import annotations
+
+import inspect as pyinspect
+import json
+import logging
+import signal
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from types import FrameType
+from typing import Any, TypeVar
+
+import redis
+
+from .backoff import Backoff, default_backoff
+from .errors import ConfigError, KubeTaskQueueError, PayloadError, RedisUnavailableError
+from .inspect import read_queue_state
+from .keys import check_topic
+from .runner import Processor, Runner
+from .settings import Settings
+from .store import NewTask, RedisStore, connect, redact_url
+from .task import Task
+
+log = logging.getLogger("kubetaskqueue")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Manager:
+    """Topics with one processor each, a pool of ``num_workers`` slots, and a Redis store.
+
+    Arguments left as None come from ``KUBETASKQUEUE_*`` environment variables,
+    else from defaults.py (redis://localhost:6379/0, 5 workers, 30 s leases, ...).
+    """
+
+    def __init__(self, redis_url: str | None = None, *, num_workers: int | None = None,
+                 lease_ttl_s: float | None = None, poll_interval_s: float | None = None,
+                 shutdown_grace_s: float | None = None, namespace: str | None = None,
+                 backoff: Backoff | None = None, max_payload_bytes: int | None = None) -> None:
+        self._overrides: dict[str, Any] = {}
+        self.settings = Settings()
+        self.configure(redis_url=redis_url, num_workers=num_workers, lease_ttl_s=lease_ttl_s,
+                       poll_interval_s=poll_interval_s, shutdown_grace_s=shutdown_grace_s,
+                       namespace=namespace, max_payload_bytes=max_payload_bytes)
+        self.backoff: Backoff = backoff or default_backoff
+        self.id = ""
+        self._processors: dict[str, Processor] = {}
+        self._store: RedisStore | None = None
+        self._runner: Runner | None = None
+        self._stop_requested = threading.Event()
+
+    def configure(self, **overrides: Any) -> None:
+        """Change settings before start (the CLI's flags use this); None values are ignored."""
+        if self._running:
+            raise KubeTaskQueueError("cannot change settings of a running manager")
+        self._overrides.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            self.settings = Settings(**self._overrides)
+        except ValueError as exc:
+            raise ConfigError(f"invalid manager settings: {exc}") from exc
+        self._store = None
+
+    @property
+    def _running(self) -> bool:
+        return getattr(self, "_runner", None) is not None
+
+    @property
+    def store(self) -> RedisStore:
+        """The Redis store, connected on first use so that importing an app needs no Redis."""
+        if self._store is None:
+            client = connect(self.settings.redis_url,
+                             socket_timeout_s=self.settings.poll_interval_s + 5.0)
+            self._store = RedisStore(client, self.settings.namespace)
+        return self._store
+
+    # -- topics ------------------------------------------------------------------
+
+    def register(self, topic: str, processor: Callable[[Task], Any], *,
+                 timeout_s: float | None = None) -> None:
+        """Register the one processor of ``topic``."""
+        check_topic(topic)
+        if topic in self._processors:
+            raise KubeTaskQueueError(f"topic {topic!r} already has a processor")
+        if timeout_s is not None and timeout_s <= 0:
+            raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
+        if self._running:
+            raise KubeTaskQueueError("register topics before the manager starts")
+        self._processors[topic] = Processor(processor, timeout_s,
+                                            pyinspect.iscoroutinefunction(processor))
+
+    def processor(self, topic: str, timeout_s: float | None = None) -> Callable[[F], F]:
+        """Decorator form of :meth:`register`."""
+        def decorate(fn: F) -> F:
+            self.register(topic, fn, timeout_s=timeout_s)
+            return fn
+        return decorate
+
+    @property
+    def topics(self) -> list[str]:
+        return sorted(self._processors)
+
+    # -- producing ----------------------------------------------------------------
+
+    def enqueue(self, topic: str, payload: Any, *, num_retries: int = 0,
+                delay_s: float | None = None, timeout_s: float | None = None,
+                task_id: str | None = None) -> str:
+        """Enqueue one task; returns its id. No processor for ``topic`` is needed here."""
+        return self.enqueue_many(topic, [payload], num_retries=num_retries, delay_s=delay_s,
+                                 timeout_s=timeout_s,
+                                 task_ids=None if task_id is None else [task_id])[0]
+
+    def enqueue_many(self, topic: str, payloads: Iterable[Any], *, num_retries: int = 0,
+                     delay_s: float | None = None, timeout_s: float | None = None,
+                     task_ids: list[str] | None = None) -> list[str]:
+        """Enqueue a batch in one round trip; all or nothing. Returns the ids in order."""
+        check_topic(topic)
+        if not isinstance(num_retries, int) or isinstance(num_retries, bool) or num_retries < 0:
+            raise ValueError(f"num_retries must be an int >= 0, got {num_retries!r}")
+        if delay_s is not None and not delay_s >= 0:
+            raise ValueError(f"delay_s must be >= 0, got {delay_s!r}")
+        if timeout_s is not None and not timeout_s > 0:
+            raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
+        encoded = [self._encode(topic, p) for p in payloads]
+        ids = task_ids if task_ids is not None else [uuid.uuid4().hex for _ in encoded]
+        _check_ids(ids, len(encoded))
+        if not encoded:
+            return []
+        tasks = [NewTask(i, body, num_retries, timeout_s, delay_s or 0.0)
+                 for i, body in zip(ids, encoded, strict=True)]
+        try:
+            self.store.enqueue(topic, tasks)
+        except redis.RedisError as exc:
+            raise _unavailable(self.settings.redis_url, exc) from exc
+        return ids
+
+    def _encode(self, topic: str, payload: Any) -> str:
+        try:
+            body = json.dumps(payload, allow_nan=False, separators=(",", ":"))
+        except (TypeError, ValueError) as exc:
+            raise PayloadError(f"payload for topic {topic!r} is not JSON-serialisable: {exc}") from exc
+        size = len(body.encode())
+        if size > self.settings.max_payload_bytes:
+            raise PayloadError(
+                f"payload for topic {topic!r} is {size} bytes, over the "
+                f"{self.settings.max_payload_bytes}-byte cap; store large data elsewhere "
+                "and enqueue a reference"
+            )
+        return body
+
+    # -- running -------------------------------------------------------------------
+
+    def start(self, *, burst: bool = False) -> None:
+        """Start workers in background threads and return (for embedding)."""
+        if self._running:
+            raise KubeTaskQueueError("manager already started")
+        if not self._processors:
+            raise ConfigError("no processors registered: use @manager.processor(topic)")
+        self.id = f"{self.settings.pod_name}-{uuid.uuid4().hex[:8]}"
+        self._stop_requested.clear()
+        self._runner = Runner(self.settings, self.store, dict(self._processors), self.backoff,
+                              self.id)
+        self._runner.start(burst=burst)
+        log.info("manager %s started: topics %s, %d workers, lease %.0fs", self.id,
+                 ", ".join(self.topics), self.settings.num_workers, self.settings.lease_ttl_s)
+
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Stop claiming, wait up to ``timeout_s`` (default: shutdown grace) for in-flight
+        tasks, release the rest back to input without counting an attempt."""
+        runner = self._runner
+        if runner is None:
+            return
+        grace = self.settings.shutdown_grace_s if timeout_s is None else timeout_s
+        runner.stop(grace)
+        self._runner = None
+        log.info("manager %s stopped", self.id)
+
+    def run(self, *, burst: bool = False) -> None:
+        """Run until SIGTERM/SIGINT (a second signal skips the grace period).
+
+        ``burst=True`` returns once this manager's topics are empty instead.
+        """
+        self.start(burst=burst)
+        runner = self._runner
+        assert runner is not None
+        restore = self._install_signal_handlers(runner)
+        try:
+            while not (self._stop_requested.is_set() or runner.claim_loop_done.is_set()):
+                self._stop_requested.wait(0.5)
+        finally:
+            self.stop()
+            restore()
+        if runner.fatal is not None:
+            raise runner.fatal
+
+    def request_stop(self) -> None:
+        """Ask a running :meth:`run` to stop gracefully (thread-safe)."""
+        self._stop_requested.set()
+
+    @property
+    def ready(self) -> bool:
+        """Redis reachable and not draining (for /readyz)."""
+        runner = self._runner
+        return runner is not None and runner.redis.ok and not runner.draining
+
+    def _install_signal_handlers(self, runner: Runner) -> Callable[[], None]:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            name = signal.Signals(signum).name
+            if self._stop_requested.is_set():
+                log.warning("%s again: releasing in-flight tasks now", name)
+                runner.force()
+                return
+            log.info("%s received: no new tasks; finishing in-flight ones within %.0fs "
+                     "(send again to release them now)", name, self.settings.shutdown_grace_s)
+            runner.request_stop()
+            self._stop_requested.set()
+
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        return lambda: [signal.signal(s, h) for s, h in previous.items()] and None
+
+    # -- inspecting ------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """``{"topics": {topic: {input, scheduled, work, dead, enqueued, started, retried,
+        failed, completed}}, "managers": n}``"""
+        try:
+            return read_queue_state(self.store.client, self.settings.namespace).as_stats()
+        except redis.RedisError as exc:
+            raise _unavailable(self.settings.redis_url, exc) from exc
+
+
+def _check_ids(ids: list[str], count: int) -> None:
+    if len(ids) != count:
+        raise ValueError(f"got {len(ids)} task ids for {count} payloads")
+    if len(set(ids)) != len(ids):
+        raise ValueError("task ids in one batch must be unique")
+    for task_id in ids:
+        if not isinstance(task_id, str) or not task_id or len(task_id) > 200 or any(
+                c.isspace() for c in task_id):
+            raise ValueError(f"invalid task id {task_id!r}: 1-200 characters, no whitespace")
+
+
+def _unavailable(url: str, exc: redis.RedisError) -> RedisUnavailableError:
+    return RedisUnavailableError(
+        f"Redis at {redact_url(url)} failed: {exc}; is it running? (set KUBETASKQUEUE_REDIS_URL)"
+    )

@@ -1,0 +1,448 @@
+"""The worker runtime: claims tasks into free slots, runs them, keeps their leases alive.
+
+Threads:
+- claim loop: waits for a free slot, claims from Redis, blocks on the wake-up
+  list when nothing is ready;
+- maintenance: heartbeat (lease renewal + manager entry), reaping expired
+  leases of every manager, and per-task timeouts of sync processors;
+- one thread per running sync task, and one event loop thread for ``async def``
+  processors.
+The heartbeat lives in its own thread so a task that computes for minutes in
+pure Python cannot starve it (the interpreter switches threads every 5 ms).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from . import defaults
+from .backoff import Backoff
+from .errors import ConfigError, Retry
+from .settings import Settings
+from .store import Claimed, RedisStore, redact_url
+from .task import MalformedTaskError, Task
+
+log = logging.getLogger("kubetaskqueue")
+
+
+@dataclass(frozen=True)
+class Processor:
+    fn: Callable[[Task], Any]
+    timeout_s: float | None
+    is_async: bool
+
+
+@dataclass
+class Attempt:
+    """One task in flight in this manager."""
+
+    task: Task
+    processor: Processor
+    started: float = field(default_factory=time.monotonic)
+    deadline: float | None = None  # monotonic; sync processors only
+    settled: bool = False  # acked, failed, timed out or released: later results are dropped
+    future: concurrent.futures.Future[None] | None = None  # async processors only
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt came to: ok, or an error text and the retry delay it asks for."""
+
+    error: str | None = None
+    retry_delay_s: float | None = None  # None = use the backoff
+    bury: bool = False  # can never succeed: dead at once
+
+
+class RedisHealth:
+    """Tracks whether Redis answers, logging each change of state once."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._lock = threading.Lock()
+        self.ok = True
+        self._failures = 0
+
+    def success(self) -> None:
+        with self._lock:
+            if not self.ok:
+                log.info("Redis at %s is reachable again", self._url)
+            self.ok, self._failures = True, 0
+
+    def failure(self, exc: Exception) -> float:
+        """Record a failed call; returns how long to back off before the next one."""
+        with self._lock:
+            if self.ok:
+                log.warning("Redis at %s is unreachable (%s); retrying with backoff, "
+                            "in-flight tasks keep running", self._url, exc)
+            self.ok = False
+            self._failures += 1
+            return min(defaults.RECONNECT_MAX_S,
+                       defaults.RECONNECT_MIN_S * 2 ** min(self._failures, 10))
+
+
+class Runner:
+    def __init__(self, settings: Settings, store: RedisStore, processors: dict[str, Processor],
+                 backoff: Backoff, manager_id: str) -> None:
+        self.settings = settings
+        self.store = store
+        self.processors = processors
+        self.backoff = backoff
+        self.manager_id = manager_id
+        self.topics = sorted(processors)
+        self.redis = RedisHealth(redact_url(settings.redis_url))
+        self.fatal: BaseException | None = None
+        self.claim_loop_done = threading.Event()
+        self._cond = threading.Condition()
+        self._inflight: dict[tuple[str, str], Attempt] = {}
+        self._stopping = threading.Event()  # stop claiming
+        self._force = threading.Event()  # stop waiting for in-flight tasks
+        self._maint_kick = threading.Event()
+        self._maint_stop = threading.Event()
+        self._burst = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._threads: list[threading.Thread] = []
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def start(self, *, burst: bool = False) -> None:
+        self._burst = burst
+        if any(p.is_async for p in self.processors.values()):
+            self._loop = asyncio.new_event_loop()
+            self._spawn("kubetaskqueue-async", self._loop.run_forever)
+        self._spawn("kubetaskqueue-claim", self._claim_loop)
+        self._spawn("kubetaskqueue-maintenance", self._maintenance_loop)
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def request_stop(self) -> None:
+        """Stop claiming; in-flight tasks go on."""
+        self._stopping.set()
+        with self._cond:
+            self._cond.notify_all()
+
+    def force(self) -> None:
+        """Stop waiting for in-flight tasks: release them now."""
+        self._force.set()
+        self.request_stop()
+
+    @property
+    def draining(self) -> bool:
+        return self._stopping.is_set()
+
+    @property
+    def busy(self) -> int:
+        with self._cond:
+            return len(self._inflight)
+
+    def stop(self, grace_s: float) -> None:
+        """Stop claiming, wait up to ``grace_s`` for in-flight tasks, release the rest."""
+        self.request_stop()
+        deadline = time.monotonic() + grace_s
+        with self._cond:
+            if self._inflight:
+                log.info("stopping: waiting up to %.0fs for %d in-flight task(s)",
+                         grace_s, len(self._inflight))
+            while self._inflight and not self._force.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(min(left, 0.5))
+            leftover = [a for a in self._inflight.values() if not a.settled]
+            for attempt in leftover:
+                attempt.settled = True
+        for attempt in leftover:
+            self._release(attempt)
+        self._maint_stop.set()
+        self._maint_kick.set()
+        for thread in self._threads:
+            if thread.name != "kubetaskqueue-async":
+                thread.join(timeout=self.settings.poll_interval_s + 5)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        try:
+            self.store.deregister_manager(self.manager_id)
+        except redis.RedisError as exc:
+            log.warning("could not deregister manager %s: %s (its entry expires by itself)",
+                        self.manager_id, exc)
+
+    def _release(self, attempt: Attempt) -> None:
+        task = attempt.task
+        if attempt.future is not None:
+            attempt.future.cancel()
+        try:
+            released = self.store.release(task.topic, task.id, task.lease_token)
+        except redis.RedisError as exc:
+            log.warning("could not release task %s (%s); it restarts when its lease expires",
+                        task.id, exc)
+            return
+        if released:
+            log.info("released unfinished task %s of %r back to input", task.id, task.topic)
+        with self._cond:
+            self._inflight.pop((task.topic, task.id), None)
+            self._cond.notify_all()
+
+    # -- claiming ----------------------------------------------------------------
+
+    def _free_slots(self) -> int:
+        with self._cond:
+            while len(self._inflight) >= self.settings.num_workers and not self._stopping.is_set():
+                self._cond.wait()
+            return self.settings.num_workers - len(self._inflight)
+
+    def _claim_loop(self) -> None:
+        try:
+            self._check_redis_config()
+            offset = 0
+            while not self._stopping.is_set():
+                free = self._free_slots()
+                if self._stopping.is_set():
+                    break
+                try:
+                    claimed, next_due = self._claim_round(free, offset)
+                    offset += 1
+                    self.redis.success()
+                    if claimed:
+                        continue
+                    if self._burst and self._nothing_left():
+                        break
+                    wait_s = self.settings.poll_interval_s
+                    if next_due is not None:
+                        wait_s = min(wait_s, next_due)
+                    self.store.wait_for_wake(self.topics, wait_s)
+                except redis.RedisError as exc:
+                    self._stopping.wait(self.redis.failure(exc))
+        except BaseException as exc:  # a bug here must not leave a silent, idle worker
+            log.exception("claim loop stopped by an unexpected error")
+            self.fatal = exc
+        finally:
+            self.claim_loop_done.set()
+
+    def _check_redis_config(self) -> None:
+        """Refuse to work against a Redis that may evict tasks; wait while it is down."""
+        while not self._stopping.is_set():
+            try:
+                warning = self.store.check_eviction_policy()
+                self.redis.success()
+                if warning:
+                    log.warning(warning)
+                return
+            except ConfigError:
+                raise
+            except redis.RedisError as exc:
+                self._stopping.wait(self.redis.failure(exc))
+
+    def _claim_round(self, free: int, offset: int) -> tuple[int, float | None]:
+        """Claim up to ``free`` tasks across topics, starting at a rotating topic for fairness."""
+        claimed, next_due = 0, None
+        n = len(self.topics)
+        for i in range(n):
+            if claimed >= free:
+                break
+            topic = self.topics[(offset + i) % n]
+            due_in, rows = self.store.claim(topic, free - claimed, self.settings.lease_ttl_s,
+                                            self.manager_id)
+            if due_in is not None:
+                next_due = due_in if next_due is None else min(next_due, due_in)
+            for row in rows:
+                self._start_attempt(topic, row)
+            claimed += len(rows)
+        return claimed, next_due
+
+    def _nothing_left(self) -> bool:
+        """Burst mode ends when this manager's topics have nothing ready, scheduled or in flight."""
+        if self.busy:
+            return False
+        for topic in self.topics:
+            _, inp, sched, _, work, *_ = self.store.inspect(topic)
+            if int(inp) or int(sched) or int(work):
+                return False
+        return True
+
+    def _start_attempt(self, topic: str, row: Claimed) -> None:
+        try:
+            task = Task.from_claim(topic, row)
+        except MalformedTaskError as exc:
+            log.error("%s; moving it to dead", exc)
+            self._settle_in_redis(topic, row.id, row.token, row.attempts,
+                                  Outcome(error=str(exc), bury=True))
+            return
+        processor = self.processors[topic]
+        timeout = task.timeout_s if task.timeout_s is not None else processor.timeout_s
+        attempt = Attempt(task, processor)
+        with self._cond:
+            self._inflight[(topic, task.id)] = attempt
+        if processor.is_async:
+            assert self._loop is not None
+            attempt.future = asyncio.run_coroutine_threadsafe(
+                self._run_async(attempt, timeout), self._loop)
+            return
+        if timeout is not None:
+            attempt.deadline = attempt.started + timeout
+            self._maint_kick.set()
+        threading.Thread(target=self._run_sync, args=(attempt,), daemon=True,
+                         name=f"kubetaskqueue-task-{task.id}").start()
+
+    # -- running -----------------------------------------------------------------
+
+    def _run_sync(self, attempt: Attempt) -> None:
+        self._settle(attempt, _call(attempt))
+
+    async def _run_async(self, attempt: Attempt, timeout_s: float | None) -> None:
+        task = attempt.task
+        try:
+            await asyncio.wait_for(attempt.processor.fn(task), timeout_s)
+            outcome = Outcome()
+        except TimeoutError:
+            outcome = Outcome(error=f"timed out after {timeout_s}s (cancelled)")
+        except asyncio.CancelledError:
+            return  # released at shutdown; the release already settled it
+        except Retry as exc:
+            outcome = Outcome(error=f"Retry: {exc}", retry_delay_s=exc.delay_s)
+        except Exception:
+            outcome = Outcome(error=traceback.format_exc())
+        await asyncio.to_thread(self._settle, attempt, outcome)
+
+    def _settle(self, attempt: Attempt, outcome: Outcome) -> None:
+        """Record an attempt's outcome in Redis exactly once, then free its slot."""
+        with self._cond:
+            if attempt.settled:
+                return  # timed out or released meanwhile; its lease is gone
+            attempt.settled = True
+        task = attempt.task
+        try:
+            self._settle_in_redis(task.topic, task.id, task.lease_token, task.attempt, outcome,
+                                  time.monotonic() - attempt.started)
+        finally:
+            with self._cond:
+                self._inflight.pop((task.topic, task.id), None)
+                self._cond.notify_all()
+
+    def _settle_in_redis(self, topic: str, task_id: str, token: str, attempt_no: int,
+                         outcome: Outcome, duration_s: float = 0.0) -> None:
+        # Keep trying while Redis is down: the result of finished work is worth waiting for.
+        while True:
+            try:
+                if outcome.error is None:
+                    result = "succeeded" if self.store.ack(topic, task_id, token) else "fenced"
+                else:
+                    delay = outcome.retry_delay_s
+                    if delay is None:
+                        delay = self.backoff(attempt_no - 1)
+                    result = self.store.fail(topic, task_id, token, outcome.error, delay,
+                                             bury=outcome.bury)
+                self.redis.success()
+                break
+            except redis.RedisError as exc:
+                if self._force.is_set():
+                    log.warning("gave up recording the outcome of task %s: Redis unreachable; "
+                                "it restarts when its lease expires", task_id)
+                    return
+                time.sleep(self.redis.failure(exc))
+        _log_outcome(topic, task_id, attempt_no, result, outcome, duration_s)
+
+    # -- maintenance ---------------------------------------------------------------
+
+    def _maintenance_loop(self) -> None:
+        heartbeat_every = self.settings.lease_ttl_s / 3
+        reap_every = min(self.settings.reap_interval_s, self.settings.lease_ttl_s)
+        next_beat = next_reap = time.monotonic()
+        while not self._maint_stop.is_set():
+            now = time.monotonic()
+            try:
+                if now >= next_beat:
+                    self._heartbeat()
+                    next_beat = now + heartbeat_every
+                if now >= next_reap:
+                    self._reap()
+                    next_reap = now + reap_every
+                self.redis.success()
+            except redis.RedisError as exc:
+                self.redis.failure(exc)
+                next_beat = min(next_beat, now + defaults.RECONNECT_MAX_S)
+            next_deadline = self._expire_timeouts()
+            wake_at = min(next_beat, next_reap, next_deadline or next_beat)
+            self._maint_kick.wait(max(0.0, wake_at - time.monotonic()))
+            self._maint_kick.clear()
+
+    def _heartbeat(self) -> None:
+        with self._cond:
+            by_topic: dict[str, list[tuple[str, str]]] = {}
+            for attempt in self._inflight.values():
+                if not attempt.settled:
+                    task = attempt.task
+                    by_topic.setdefault(task.topic, []).append((task.id, task.lease_token))
+            busy = len(self._inflight)
+        for topic, leases in by_topic.items():
+            for lost in self.store.extend(topic, leases, self.settings.lease_ttl_s):
+                log.warning("lost the lease of task %s in %r (expired while this manager could "
+                            "not renew it); its result will be refused", lost, topic)
+        self.store.heartbeat_manager(self.manager_id, {
+            "pod": self.settings.pod_name, "slots": self.settings.num_workers, "busy": busy,
+            "topics": ",".join(self.topics), "draining": int(self.draining),
+        }, ttl_s=self.settings.lease_ttl_s)
+
+    def _reap(self) -> None:
+        for topic in self.topics:
+            retried, dead = self.store.reap(topic)
+            if retried or dead:
+                log.warning("expired leases in %r: %d task(s) retried, %d moved to dead",
+                            topic, retried, dead)
+
+    def _expire_timeouts(self) -> float | None:
+        """Fail sync attempts past their timeout; returns the next deadline (monotonic)."""
+        now = time.monotonic()
+        expired, next_deadline = [], None
+        with self._cond:
+            for attempt in self._inflight.values():
+                if attempt.deadline is None or attempt.settled:
+                    continue
+                if attempt.deadline <= now:
+                    expired.append(attempt)
+                elif next_deadline is None or attempt.deadline < next_deadline:
+                    next_deadline = attempt.deadline
+        for attempt in expired:
+            timeout = attempt.deadline - attempt.started if attempt.deadline else 0
+            log.warning("task %s exceeded its %.1fs timeout; a thread cannot be killed, so it "
+                        "keeps running and its result will be ignored", attempt.task.id, timeout)
+            self._settle(attempt, Outcome(error=f"timed out after {timeout:.1f}s"))
+        return next_deadline
+
+
+def _call(attempt: Attempt) -> Outcome:
+    try:
+        attempt.processor.fn(attempt.task)
+        return Outcome()
+    except Retry as exc:
+        return Outcome(error=f"Retry: {exc}", retry_delay_s=exc.delay_s)
+    except BaseException:  # SystemExit in a task thread must count as a failure too
+        return Outcome(error=traceback.format_exc())
+
+
+def _log_outcome(topic: str, task_id: str, attempt_no: int, result: str, outcome: Outcome,
+                 duration_s: float) -> None:
+    if result == "succeeded":
+        log.debug("task %s of %r succeeded in %.3fs", task_id, topic, duration_s)
+    elif result == "fenced":
+        log.warning("task %s of %r finished after its lease was taken over; the result was "
+                    "refused (another attempt owns it)", task_id, topic)
+    elif outcome.retry_delay_s is not None and result == "retried":
+        log.info("task %s of %r asked to retry in %.3fs", task_id, topic, outcome.retry_delay_s)
+    else:
+        first_line = (outcome.error or "").strip().splitlines()[-1:] or [""]
+        level = logging.ERROR if result == "dead" else logging.WARNING
+        log.log(level, "task %s of %r failed attempt %d (%s): %s", task_id, topic, attempt_no,
+                result, first_line[0])
+

@@ -1,0 +1,46 @@
+-- Shared by every script (store.py prepends it). Lua 5.1 subset, as Redis runs.
+-- Times come from the Redis server clock so pod clocks never decide a lease.
+local function now_s()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+
+local function fmt(x)
+  return string.format('%.6f', x)
+end
+
+-- True when `id` is in work and its lease token is still `token`.
+local function holds_lease(work, key, id, token)
+  return redis.call('ZSCORE', work, id) and redis.call('HGET', key, 'token') == token
+end
+
+-- Make `id` ready again after `delay` seconds (0 = now) and wake one idle manager.
+local function make_ready(input, scheduled, wake, key, id, now, delay)
+  if delay > 0 then
+    redis.call('ZADD', scheduled, now + delay, id)
+    redis.call('HSET', key, 'ready_at', fmt(now + delay))
+  else
+    redis.call('RPUSH', input, id)
+    redis.call('HSET', key, 'ready_at', fmt(now))
+    redis.call('LPUSH', wake, '1')
+    redis.call('LTRIM', wake, 0, 63)
+  end
+end
+
+-- A failed attempt: retry after `delay` while retries remain, else bury in dead.
+-- The id must already be out of the work set. Returns 'retried' or 'dead'.
+local function settle_failure(k, key, id, now, err, delay, force_dead)
+  local f = redis.call('HMGET', key, 'attempts', 'num_retries')
+  local attempts, num_retries = tonumber(f[1]) or 0, tonumber(f[2]) or 0
+  redis.call('HSET', key, 'last_error', err, 'failed_at', fmt(now), 'owner', '')
+  if force_dead or attempts > num_retries then
+    redis.call('LPUSH', k.dead, id)
+    redis.call('HSET', key, 'dead_at', fmt(now))
+    redis.call('HINCRBY', k.stats, 'failed', 1)
+    return 'dead'
+  end
+  make_ready(k.input, k.scheduled, k.wake, key, id, now, delay)
+  redis.call('HINCRBY', k.stats, 'retried', 1)
+  return 'retried'
+end
+

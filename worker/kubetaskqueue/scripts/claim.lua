@@ -1,0 +1,38 @@
+-- claim: promote due scheduled tasks, then lease up to `max` ready tasks.
+-- KEYS: 1 input, 2 scheduled, 3 work, 4 stats
+-- ARGV: 1 task key prefix, 2 max, 3 lease ttl seconds, 4 owner (manager id), 5 promote limit
+-- Returns {seconds until the next scheduled task is due or -1, claimed}
+-- where claimed is a list of {id, token, attempts, payload, num_retries, timeout_s,
+-- enqueued_at, ready_at}. Each claim bumps the task's fencing token.
+local prefix, max, ttl, owner = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local now = now_s()
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[5]))
+for _, id in ipairs(due) do
+  redis.call('ZREM', KEYS[2], id)
+  redis.call('RPUSH', KEYS[1], id)
+end
+local claimed = {}
+while #claimed < max do
+  local id = redis.call('LPOP', KEYS[1])
+  if not id then break end
+  local key = prefix .. id
+  -- An id without a task hash was purged meanwhile; dropping it loses nothing.
+  if redis.call('EXISTS', key) == 1 then
+    local token = redis.call('HINCRBY', key, 'token', 1)
+    local attempts = redis.call('HINCRBY', key, 'attempts', 1)
+    redis.call('HSET', key, 'owner', owner, 'claimed_at', fmt(now))
+    redis.call('ZADD', KEYS[3], now + ttl, id)
+    local f = redis.call('HMGET', key, 'payload', 'num_retries', 'timeout_s', 'enqueued_at', 'ready_at')
+    claimed[#claimed + 1] = {id, tostring(token), tostring(attempts), f[1] or '', f[2] or '0',
+      f[3] or '', f[4] or '0', f[5] or '0'}
+  end
+end
+if #claimed > 0 then
+  redis.call('HINCRBY', KEYS[4], 'started', #claimed)
+end
+local next_due = '-1'
+local head = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+if head[2] then
+  next_due = fmt(math.max(0, tonumber(head[2]) - now))
+end
+return {next_due, claimed}

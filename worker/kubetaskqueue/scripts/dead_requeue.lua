@@ -1,0 +1,21 @@
+-- dead_requeue: a human moves dead tasks back to input with a fresh retry budget.
+-- KEYS: 1 input, 2 dead, 3 wake
+-- ARGV: 1 task key prefix, then ids
+-- Returns how many were requeued (ids not in dead are skipped).
+local now = now_s()
+local n = 0
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  if redis.call('LREM', KEYS[2], 1, id) == 1 then
+    local key = ARGV[1] .. id
+    redis.call('HSET', key, 'attempts', 0, 'ready_at', fmt(now))
+    redis.call('HDEL', key, 'dead_at')
+    redis.call('RPUSH', KEYS[1], id)
+    n = n + 1
+  end
+end
+if n > 0 then
+  redis.call('LPUSH', KEYS[3], '1')
+  redis.call('LTRIM', KEYS[3], 0, 63)
+end
+return n

@@ -1,0 +1,17 @@
+-- release: graceful shutdown hands an unfinished task back; the attempt is not counted.
+-- KEYS: 1 input, 2 work, 3 wake
+-- ARGV: 1 task key prefix, 2 id, 3 token
+-- Returns 1, or 0 when the lease is no longer ours.
+local id = ARGV[2]
+local key = ARGV[1] .. id
+if not holds_lease(KEYS[2], key, id, ARGV[3]) then
+  return 0
+end
+redis.call('ZREM', KEYS[2], id)
+redis.call('HINCRBY', key, 'attempts', -1)
+redis.call('HSET', key, 'owner', '', 'ready_at', fmt(now_s()))
+-- Front of the queue: it was already waiting its turn once.
+redis.call('LPUSH', KEYS[1], id)
+redis.call('LPUSH', KEYS[3], '1')
+redis.call('LTRIM', KEYS[3], 0, 63)
+return 1

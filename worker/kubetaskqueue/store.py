@@ -1,0 +1,231 @@
+"""RedisStore: every task state move, each one Lua script from scripts/.
+
+``memory://`` gives an embedded store (fakeredis running the very same Lua
+through lupa), for demos and unit tests.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import redis
+
+from . import defaults
+from .errors import ConfigError, DuplicateTaskError
+from .keys import TopicKeys, manager_key, managers_key, topics_key
+
+_memory_servers: dict[str, Any] = {}
+_memory_lock = threading.Lock()
+
+# Policies under which Redis may delete our keys when memory runs out.
+_EVICTING_POLICIES = {"allkeys-lru", "allkeys-lfu", "allkeys-random",
+                      "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl"}
+
+
+def connect(url: str, *, socket_timeout_s: float = 10.0) -> redis.Redis:
+    """A client for ``redis://``, ``rediss://`` (TLS), ``unix://`` or ``memory://[name]``.
+
+    ``socket_timeout_s`` must exceed every blocking read's timeout, so a
+    half-open connection shows up as an error instead of a hang.
+    """
+    if url.startswith("memory://"):
+        import fakeredis  # only the embedded store needs it
+
+        with _memory_lock:
+            server = _memory_servers.setdefault(url, fakeredis.FakeServer())
+        return fakeredis.FakeRedis(server=server, decode_responses=True)
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(
+            f"unsupported Redis URL {url!r}: use redis://, rediss:// (TLS), unix:// or memory://"
+        )
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        # A task hash edited by hand may hold invalid UTF-8; it must not crash a worker.
+        encoding_errors="replace",
+        socket_timeout=socket_timeout_s,
+        socket_connect_timeout=5.0,
+        health_check_interval=30,
+    )
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for log lines and errors."""
+    if "@" in url:
+        scheme, _, rest = url.partition("://")
+        return f"{scheme}://***@{rest.rpartition('@')[2]}"
+    return url
+
+
+def _load_scripts() -> dict[str, str]:
+    folder = resources.files(__package__).joinpath("scripts")
+    prelude = folder.joinpath("_prelude.lua").read_text()
+    return {
+        entry.name.removesuffix(".lua"): prelude + entry.read_text()
+        for entry in folder.iterdir()
+        if entry.name.endswith(".lua") and not entry.name.startswith("_")
+    }
+
+
+_SCRIPTS = _load_scripts()
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """One leased task as the claim script returns it (raw strings, parsed in task.py)."""
+
+    id: str
+    token: str
+    attempts: int
+    payload: str
+    num_retries: str
+    timeout_s: str
+    enqueued_at: str
+    ready_at: str
+
+
+@dataclass(frozen=True)
+class NewTask:
+    id: str
+    payload_json: str
+    num_retries: int
+    timeout_s: float | None
+    delay_s: float
+
+
+class RedisStore:
+    def __init__(self, client: redis.Redis, namespace: str = defaults.NAMESPACE) -> None:
+        self.client = client
+        self.namespace = namespace
+        self._scripts = {name: client.register_script(src) for name, src in _SCRIPTS.items()}
+
+    def keys(self, topic: str) -> TopicKeys:
+        return TopicKeys(self.namespace, topic)
+
+    def _run(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        return self._scripts[script](keys=keys, args=args)
+
+    # -- checks ------------------------------------------------------------
+
+    def check_eviction_policy(self) -> str | None:
+        """Raise ConfigError if Redis may evict our keys; return a warning if it cannot tell."""
+        if type(self.client).__module__.startswith("fakeredis"):
+            return None  # the embedded store never evicts
+        try:
+            policy = self.client.config_get("maxmemory-policy").get("maxmemory-policy", "")
+        except redis.ResponseError as exc:  # CONFIG is often disabled on managed Redis
+            return f"cannot read Redis maxmemory-policy ({exc}); make sure it is noeviction"
+        if policy in _EVICTING_POLICIES:
+            raise ConfigError(
+                f"Redis maxmemory-policy is {policy!r}, which can silently delete queued tasks; "
+                "set it to 'noeviction' (redis-cli CONFIG SET maxmemory-policy noeviction)"
+            )
+        return None
+
+    # -- producer ----------------------------------------------------------
+
+    def enqueue(self, topic: str, tasks: list[NewTask]) -> None:
+        k = self.keys(topic)
+        args: list[Any] = [k.task_prefix, topic, len(tasks)]
+        for t in tasks:
+            timeout = "" if t.timeout_s is None else repr(float(t.timeout_s))
+            args += [t.id, t.payload_json, t.num_retries, timeout, repr(float(t.delay_s))]
+        pipe = self.client.pipeline(transaction=False)
+        self._scripts["enqueue"](keys=[k.input, k.scheduled, k.wake, k.stats], args=args,
+                                 client=pipe)
+        pipe.sadd(topics_key(self.namespace), topic)
+        result = pipe.execute()[0]
+        if int(result[0]) == 0:
+            raise DuplicateTaskError(
+                f"task id {result[1]!r} already exists in topic {topic!r}; nothing was enqueued"
+            )
+
+    # -- worker ------------------------------------------------------------
+
+    def claim(self, topic: str, max_count: int, lease_ttl_s: float,
+              owner: str) -> tuple[float | None, list[Claimed]]:
+        """Lease up to ``max_count`` ready tasks; also report when the next scheduled one is due."""
+        k = self.keys(topic)
+        next_due, rows = self._run(
+            "claim", [k.input, k.scheduled, k.work, k.stats],
+            [k.task_prefix, max_count, lease_ttl_s, owner, defaults.PROMOTE_LIMIT],
+        )
+        due_in = float(next_due)
+        claimed = [Claimed(r[0], r[1], int(r[2]), *r[3:8]) for r in rows]
+        return (None if due_in < 0 else due_in), claimed
+
+    def extend(self, topic: str, leases: list[tuple[str, str]], lease_ttl_s: float) -> list[str]:
+        """Renew leases given as (id, token); returns the ids whose lease was lost."""
+        k = self.keys(topic)
+        args: list[Any] = [k.task_prefix, lease_ttl_s]
+        for task_id, token in leases:
+            args += [task_id, token]
+        return list(self._run("extend", [k.work], args))
+
+    def ack(self, topic: str, task_id: str, token: str) -> bool:
+        """Delete a finished task; False when the lease was lost (fenced)."""
+        k = self.keys(topic)
+        return bool(self._run("ack", [k.work, k.stats], [k.task_prefix, task_id, token]))
+
+    def fail(self, topic: str, task_id: str, token: str, error: str, retry_delay_s: float,
+             *, bury: bool = False) -> str:
+        """Record a failed attempt; returns 'retried', 'dead' or 'fenced'."""
+        k = self.keys(topic)
+        return str(self._run(
+            "fail", [k.input, k.scheduled, k.work, k.dead, k.stats, k.wake],
+            [k.task_prefix, task_id, token, error, retry_delay_s, "1" if bury else "0"],
+        ))
+
+    def release(self, topic: str, task_id: str, token: str) -> bool:
+        k = self.keys(topic)
+        return bool(self._run("release", [k.input, k.work, k.wake], [k.task_prefix, task_id, token]))
+
+    def reap(self, topic: str) -> tuple[int, int]:
+        """Turn expired leases into failed attempts; returns (retried, dead)."""
+        k = self.keys(topic)
+        retried, dead = self._run(
+            "reap", [k.input, k.scheduled, k.work, k.dead, k.stats, k.wake],
+            [k.task_prefix, defaults.REAP_LIMIT],
+        )
+        return int(retried), int(dead)
+
+    def wait_for_wake(self, topics: list[str], timeout_s: float) -> None:
+        """Block until an enqueue or retry signals work, or the timeout passes."""
+        # BLPOP's timeout resolution is 0.01 s on Redis >= 6; 0 would mean forever.
+        self.client.blpop([self.keys(t).wake for t in topics], timeout=max(0.01, timeout_s))
+
+    # -- managers registry ---------------------------------------------------
+
+    def heartbeat_manager(self, manager_id: str, info: dict[str, str | int],
+                          ttl_s: float) -> None:
+        """Refresh this manager's entry; it expires by itself if the pod dies."""
+        now_s, now_us = self.client.time()
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zadd(managers_key(self.namespace), {manager_id: now_s + now_us / 1e6})
+        pipe.hset(manager_key(self.namespace, manager_id), mapping=info)
+        pipe.expire(manager_key(self.namespace, manager_id), max(1, int(ttl_s + 0.999)))
+        pipe.execute()
+
+    def deregister_manager(self, manager_id: str) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zrem(managers_key(self.namespace), manager_id)
+        pipe.delete(manager_key(self.namespace, manager_id))
+        pipe.execute()
+
+    # -- humans: dead queue ---------------------------------------------------
+
+    def dead_requeue(self, topic: str, ids: list[str]) -> int:
+        k = self.keys(topic)
+        return int(self._run("dead_requeue", [k.input, k.dead, k.wake], [k.task_prefix, *ids]))
+
+    def dead_purge(self, topic: str, ids: list[str]) -> int:
+        k = self.keys(topic)
+        return int(self._run("dead_purge", [k.dead], [k.task_prefix, *ids]))
+
+    def inspect(self, topic: str) -> list[Any]:
+        k = self.keys(topic)
+        return list(self._run("inspect", [k.input, k.scheduled, k.work, k.dead, k.stats],
+                              [k.task_prefix]))
