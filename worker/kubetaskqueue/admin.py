@@ -1,0 +1,80 @@
+"""What a human does with the dead queue: list, requeue, purge (CLI and dashboard use this)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .store import RedisStore
+
+_PAGE = 500  # dead ids read per round trip
+
+
+@dataclass(frozen=True)
+class DeadTask:
+    id: str
+    payload: str  # raw JSON text, as stored
+    attempts: int
+    num_retries: int
+    last_error: str
+    enqueued_at: float
+    failed_at: float
+    dead_at: float
+
+    @classmethod
+    def from_hash(cls, fields: dict[str, str]) -> DeadTask:
+        def num(name: str) -> float:
+            try:
+                return float(fields.get(name) or 0)
+            except ValueError:
+                return 0.0
+
+        return cls(id=fields.get("id", ""), payload=fields.get("payload", ""),
+                   attempts=int(num("attempts")), num_retries=int(num("num_retries")),
+                   last_error=fields.get("last_error", ""), enqueued_at=num("enqueued_at"),
+                   failed_at=num("failed_at"), dead_at=num("dead_at"))
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def iter_dead(store: RedisStore, topic: str, error_contains: str | None = None
+              ) -> Iterator[DeadTask]:
+    """Dead tasks of ``topic``, newest first, optionally only those whose error contains a text."""
+    k = store.keys(topic)
+    start = 0
+    while True:
+        ids = store.client.lrange(k.dead, start, start + _PAGE - 1)
+        if not ids:
+            return
+        pipe = store.client.pipeline(transaction=False)
+        for task_id in ids:
+            pipe.hgetall(k.task(task_id))
+        for task_id, fields in zip(ids, pipe.execute(), strict=True):
+            task = DeadTask.from_hash({"id": task_id, **fields})
+            if error_contains is None or error_contains in task.last_error:
+                yield task
+        start += _PAGE
+
+
+def select_dead(store: RedisStore, topic: str, ids: list[str] | None,
+                error_contains: str | None) -> list[str]:
+    """The ids an action touches: the given ids (if dead), or all dead, filtered by error text."""
+    wanted = None if ids is None else set(ids)
+    return [t.id for t in iter_dead(store, topic, error_contains)
+            if wanted is None or t.id in wanted]
+
+
+def requeue_dead(store: RedisStore, topic: str, ids: list[str], dry_run: bool = False) -> int:
+    """Move dead tasks back to input with a fresh retry budget; returns how many moved."""
+    if dry_run or not ids:
+        return len(ids) if dry_run else 0
+    return sum(store.dead_requeue(topic, ids[i:i + _PAGE]) for i in range(0, len(ids), _PAGE))
+
+
+def purge_dead(store: RedisStore, topic: str, ids: list[str], dry_run: bool = False) -> int:
+    """Delete dead tasks for good; returns how many were deleted."""
+    if dry_run or not ids:
+        return len(ids) if dry_run else 0
+    return sum(store.dead_purge(topic, ids[i:i + _PAGE]) for i in range(0, len(ids), _PAGE))

@@ -1,0 +1,260 @@
+"""The `kubetaskqueue` command: thin wrappers over the library; no queue logic here."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+import redis
+
+from . import __version__
+from .admin import iter_dead, purge_dead, requeue_dead, select_dead
+from .errors import KubeTaskQueueError
+from .logs import configure_logging
+from .manager import Manager
+
+EXIT_OK = 0
+EXIT_RUNTIME_ERROR = 1
+EXIT_USAGE = 2  # click's own code for usage errors
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EPILOG = """\b
+Examples:
+  kubetaskqueue demo --tasks 500
+  kubetaskqueue worker myapp.tasks:manager --num-workers 16
+  kubetaskqueue enqueue email '{"to": "a@b.c"}' --retries 5
+  kubetaskqueue stats --json
+  kubetaskqueue dead list email --error Timeout
+  kubetaskqueue dead requeue email --all --dry-run
+
+Every option also reads KUBETASKQUEUE_<NAME> (e.g. KUBETASKQUEUE_REDIS_URL);
+flags win over the environment.
+"""
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_RUNTIME_ERROR)
+
+
+def runtime_errors(fn: F) -> F:
+    """Turn library and Redis errors into one clear line on stderr and exit code 1."""
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except KubeTaskQueueError as exc:
+            _fail(str(exc))
+        except redis.RedisError as exc:
+            _fail(f"Redis failed: {exc}; is it running? (set KUBETASKQUEUE_REDIS_URL)")
+        except ValueError as exc:
+            _fail(str(exc))
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(epilog=EPILOG)
+@click.version_option(__version__)
+@click.option("--redis-url", default=None, metavar="URL",
+              help="redis://, rediss:// (TLS) or memory:// [env KUBETASKQUEUE_REDIS_URL; "
+                   "default redis://localhost:6379/0]")
+@click.option("--namespace", default=None,
+              help="Key prefix shared by producers and workers [env KUBETASKQUEUE_NAMESPACE]")
+@click.option("--log-format", type=click.Choice(["auto", "json", "text"]), default="auto",
+              envvar="KUBETASKQUEUE_LOG_FORMAT",
+              help="auto = JSON lines when not on a terminal (containers)")
+@click.option("-v", "--verbose", is_flag=True, help="Log every task outcome")
+@click.pass_context
+def cli(ctx: click.Context, redis_url: str | None, namespace: str | None, log_format: str,
+        verbose: bool) -> None:
+    """kubetaskqueue: a lease-based task queue on Redis for Kubernetes."""
+    configure_logging(log_format, logging.DEBUG if verbose else logging.INFO)
+    ctx.obj = {"redis_url": redis_url, "namespace": namespace}
+
+
+def _manager(ctx: click.Context) -> Manager:
+    """A producer/admin manager (no processors) from the global options."""
+    try:
+        return Manager(ctx.obj["redis_url"], namespace=ctx.obj["namespace"])
+    except KubeTaskQueueError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+def load_manager(path: str) -> Manager:
+    """Import ``module:attr`` (from the current directory too) and check it is a Manager."""
+    module_name, _, attr = path.partition(":")
+    if not module_name or not attr:
+        raise click.BadParameter(f"{path!r} is not MODULE:ATTR (e.g. myapp.tasks:manager)")
+    sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise click.BadParameter(f"cannot import module {module_name!r}: {exc}") from exc
+    obj = getattr(module, attr, None)
+    if obj is None:
+        raise click.BadParameter(f"module {module_name!r} has no attribute {attr!r}")
+    if not isinstance(obj, Manager):
+        raise click.BadParameter(f"{path} is a {type(obj).__name__}, not a kubetaskqueue Manager")
+    return obj
+
+
+@cli.command(epilog=EPILOG)
+@click.argument("app", metavar="MODULE:ATTR")
+@click.option("--num-workers", type=click.IntRange(min=1), default=None,
+              help="Tasks in flight at once in this process [env KUBETASKQUEUE_NUM_WORKERS]")
+@click.option("--lease-ttl", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Seconds a claimed task stays leased without a heartbeat "
+                   "[env KUBETASKQUEUE_LEASE_TTL_S]")
+@click.option("--grace", type=click.FloatRange(min=0), default=None,
+              help="Seconds to finish in-flight tasks after SIGTERM "
+                   "[env KUBETASKQUEUE_SHUTDOWN_GRACE_S]")
+@click.option("--burst", is_flag=True, help="Exit once the topics are empty")
+@click.pass_context
+@runtime_errors
+def worker(ctx: click.Context, app: str, num_workers: int | None, lease_ttl: float | None,
+           grace: float | None, burst: bool) -> None:
+    """Run the Manager found at MODULE:ATTR until SIGTERM."""
+    manager = load_manager(app)
+    manager.configure(redis_url=ctx.obj["redis_url"], namespace=ctx.obj["namespace"],
+                      num_workers=num_workers, lease_ttl_s=lease_ttl, shutdown_grace_s=grace)
+    manager.run(burst=burst)
+
+
+@cli.command(epilog=EPILOG)
+@click.argument("topic")
+@click.argument("payload", metavar="JSON")
+@click.option("--retries", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Retries after the first attempt")
+@click.option("--delay", type=click.FloatRange(min=0), default=None, help="Seconds to wait first")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Seconds an attempt may run")
+@click.option("--id", "task_id", default=None, help="Task id (rejected if it exists)")
+@click.pass_context
+@runtime_errors
+def enqueue(ctx: click.Context, topic: str, payload: str, retries: int, delay: float | None,
+            timeout: float | None, task_id: str | None) -> None:
+    """Enqueue one task with a JSON payload; prints its id."""
+    try:
+        body = json.loads(payload)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="JSON") from exc
+    click.echo(_manager(ctx).enqueue(topic, body, num_retries=retries, delay_s=delay,
+                                     timeout_s=timeout, task_id=task_id))
+
+
+STATS_COLUMNS = ("input", "scheduled", "work", "dead", "enqueued", "started", "retried",
+                 "failed", "completed")
+
+
+@cli.command(epilog=EPILOG)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output")
+@click.pass_context
+@runtime_errors
+def stats(ctx: click.Context, as_json: bool) -> None:
+    """Queue sizes and counters per topic, and live managers."""
+    data = _manager(ctx).stats()
+    if as_json:
+        click.echo(json.dumps(data, sort_keys=True))
+        return
+    click.echo(format_stats_table(data))
+
+
+def format_stats_table(data: dict[str, Any]) -> str:
+    rows = [("topic", *STATS_COLUMNS)]
+    rows += [(name, *(str(t[c]) for c in STATS_COLUMNS)) for name, t in data["topics"].items()]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.rjust(w) if i else cell.ljust(w)
+                       for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
+             for row in rows]
+    if not data["topics"]:
+        lines.append("(no topics yet)")
+    lines.append(f"live managers: {data['managers']}")
+    return "\n".join(lines)
+
+
+@cli.group(epilog=EPILOG)
+def dead() -> None:
+    """Inspect, requeue or purge dead tasks (failed after all retries)."""
+
+
+@dead.command("list")
+@click.argument("topic")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a line")
+@click.option("--error", "error_contains", default=None, metavar="SUBSTRING",
+              help="Only tasks whose last error contains this text")
+@click.pass_context
+@runtime_errors
+def dead_list(ctx: click.Context, topic: str, as_json: bool, error_contains: str | None) -> None:
+    """List dead tasks of TOPIC, newest first."""
+    count = 0
+    for task in iter_dead(_manager(ctx).store, topic, error_contains):
+        count += 1
+        if as_json:
+            click.echo(json.dumps(task.as_dict()))
+        else:
+            last_line = (task.last_error.strip().splitlines() or [""])[-1]
+            click.echo(f"{task.id}  attempts={task.attempts}  {last_line}  payload={task.payload}")
+    if not as_json:
+        click.echo(f"{count} dead task(s)")
+
+
+def _selection(ids: tuple[str, ...], all_: bool) -> list[str] | None:
+    if bool(ids) == all_:
+        raise click.UsageError("give task ids or --all (not both)")
+    return None if all_ else list(ids)
+
+
+@dead.command("requeue")
+@click.argument("topic")
+@click.argument("ids", nargs=-1, metavar="[ID]...")
+@click.option("--all", "all_", is_flag=True, help="Every dead task of TOPIC")
+@click.option("--error", "error_contains", default=None, metavar="SUBSTRING",
+              help="Only tasks whose last error contains this text")
+@click.option("--dry-run", is_flag=True, help="Count, change nothing")
+@click.pass_context
+@runtime_errors
+def dead_requeue(ctx: click.Context, topic: str, ids: tuple[str, ...], all_: bool,
+                 error_contains: str | None, dry_run: bool) -> None:
+    """Move dead tasks back to input with a fresh retry budget."""
+    store = _manager(ctx).store
+    chosen = select_dead(store, topic, _selection(ids, all_), error_contains)
+    n = requeue_dead(store, topic, chosen, dry_run)
+    click.echo(f"{'would requeue' if dry_run else 'requeued'} {n} task(s)")
+
+
+@dead.command("purge")
+@click.argument("topic")
+@click.argument("ids", nargs=-1, metavar="[ID]...")
+@click.option("--all", "all_", is_flag=True, help="Every dead task of TOPIC")
+@click.option("--dry-run", is_flag=True, help="Count, change nothing")
+@click.pass_context
+@runtime_errors
+def dead_purge(ctx: click.Context, topic: str, ids: tuple[str, ...], all_: bool,
+               dry_run: bool) -> None:
+    """Delete dead tasks for good."""
+    store = _manager(ctx).store
+    chosen = select_dead(store, topic, _selection(ids, all_), None)
+    n = purge_dead(store, topic, chosen, dry_run)
+    click.echo(f"{'would purge' if dry_run else 'purged'} {n} task(s)")
+
+
+@cli.command(epilog=EPILOG)
+@click.option("--tasks", type=click.IntRange(min=1), default=300, show_default=True,
+              help="How many tasks to run")
+@runtime_errors
+def demo(tasks: int) -> None:
+    """Run a self-contained demo on the embedded store (no Redis needed)."""
+    from .demo import run_demo
+
+    click.echo(format_stats_table(run_demo(tasks)))
+
+
+def main() -> None:
+    cli(prog_name="kubetaskqueue")
