@@ -1,0 +1,153 @@
+"""Unit tests of the pure scaling decision (operator/kubetaskqueue_operator/policy.py)."""
+
+from __future__ import annotations
+
+import pytest
+from kubetaskqueue_operator.policy import (
+    BELOW_ACTIVATION,
+    OUT_OF_BOUNDS,
+    SCALE_DOWN,
+    SCALE_DOWN_STABILIZED,
+    SCALE_UP,
+    SCALE_UP_LIMITED,
+    STEADY,
+    Observation,
+    Recommendation,
+    ScalePolicy,
+    decide,
+    deletion_costs,
+)
+
+POLICY = ScalePolicy(
+    target_tasks_per_replica=10,
+    min_replicas=0,
+    max_replicas=20,
+    activation_tasks=5,
+    stabilization_s=300,
+    max_step=4,
+)
+
+
+def run(
+    obs: Observation,
+    current: int,
+    history: tuple[Recommendation, ...] = (),
+    now: float = 1000.0,
+    policy: ScalePolicy = POLICY,
+):
+    return decide(policy, obs, current, history, now)
+
+
+def test_worked_example_from_docs() -> None:
+    # 23 ready + 4 due + 5 in work = 32 tasks; 10 per replica -> ceil(3.2) = 4.
+    d = run(Observation(input=23, scheduled=50, scheduled_due=4, work=5), current=2)
+    assert (d.recommended, d.desired, d.reason) == (4, 4, SCALE_UP)
+
+
+def test_not_yet_due_scheduled_tasks_do_not_count() -> None:
+    d = run(Observation(input=0, scheduled=1000, scheduled_due=0), current=0)
+    assert d.desired == 0
+
+
+def test_scale_up_limited_by_max_step() -> None:
+    d = run(Observation(input=200), current=1)
+    assert d.recommended == 20
+    assert (d.desired, d.reason) == (5, SCALE_UP_LIMITED)
+
+
+def test_clamped_to_max() -> None:
+    d = run(Observation(input=10_000), current=20)
+    assert (d.recommended, d.desired) == (20, 20)
+
+
+def test_min_replicas_kept_when_idle() -> None:
+    policy = ScalePolicy(min_replicas=2, max_replicas=5, stabilization_s=0)
+    d = run(Observation(), current=3, policy=policy, history=(Recommendation(0, 3),))
+    assert d.desired == 2
+
+
+def test_activation_gate_from_zero() -> None:
+    below = run(Observation(input=4), current=0)
+    assert (below.desired, below.reason) == (0, BELOW_ACTIVATION)
+    at = run(Observation(input=5), current=0)
+    assert (at.desired, at.reason) == (1, SCALE_UP)
+
+
+def test_activation_gate_only_applies_at_zero() -> None:
+    # With pods running, a small backlog keeps one pod busy draining it.
+    d = run(Observation(input=2), current=1, history=(Recommendation(999, 1),))
+    assert (d.desired, d.reason) == (1, STEADY)
+
+
+def test_work_in_flight_forces_a_pod_even_below_activation() -> None:
+    d = run(Observation(work=1), current=0)
+    assert d.desired == 1
+
+
+def test_busy_pods_are_not_scaled_away() -> None:
+    # 6 tasks spread over 6 pods: ceil(6/10) = 1, but 6 pods hold leases.
+    d = run(Observation(work=6, busy_pods=6), current=8, history=(Recommendation(0, 8),))
+    assert d.recommended == 6
+    assert d.desired == 6
+
+
+def test_scale_down_waits_for_window() -> None:
+    hist = (Recommendation(900.0, 8),)
+    held = run(Observation(input=10), current=8, history=hist, now=1000.0)
+    assert (held.desired, held.reason) == (8, SCALE_DOWN_STABILIZED)
+    later = run(Observation(input=10), current=8, history=held.history, now=1201.0)
+    assert (later.desired, later.reason) == (1, SCALE_DOWN)
+
+
+def test_scale_down_goes_to_highest_recommendation_in_window() -> None:
+    hist = (Recommendation(100.0, 8), Recommendation(800.0, 5), Recommendation(950.0, 3))
+    d = run(Observation(input=10), current=8, history=hist, now=1000.0)
+    # 100.0 is outside (700, 1000]; the highest inside is 5.
+    assert (d.desired, d.reason) == (5, SCALE_DOWN)
+    assert [r.at for r in d.history] == [800.0, 950.0, 1000.0]
+
+
+def test_restart_without_history_does_not_scale_down_at_once() -> None:
+    d = run(Observation(), current=6, history=())
+    assert (d.desired, d.reason) == (6, SCALE_DOWN_STABILIZED)
+    d2 = run(Observation(), current=6, history=d.history, now=1000.0 + 301)
+    assert d2.desired == 0
+
+
+def test_max_lowered_below_current_applies_at_once() -> None:
+    policy = ScalePolicy(max_replicas=3)
+    d = run(Observation(input=100), current=8, history=(Recommendation(999, 8),), policy=policy)
+    assert d.desired == 3
+
+
+@pytest.mark.parametrize("backlog", [0, 200])
+def test_min_raised_above_current_ignores_max_step(backlog: int) -> None:
+    policy = ScalePolicy(min_replicas=10, max_replicas=20, max_step=2)
+    d = run(Observation(input=backlog), current=1, policy=policy)
+    assert (d.desired, d.reason) == (10, OUT_OF_BOUNDS)
+
+
+def test_max_zero_pauses_the_pool() -> None:
+    policy = ScalePolicy(min_replicas=0, max_replicas=0)
+    d = run(Observation(input=100, work=3, busy_pods=2), current=2, policy=policy)
+    assert d.desired == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"target_tasks_per_replica": 0},
+        {"min_replicas": -1},
+        {"min_replicas": 3, "max_replicas": 2},
+        {"max_step": 0},
+        {"stabilization_s": -1},
+    ],
+)
+def test_policy_rejects_bad_values(kwargs: dict[str, int]) -> None:
+    with pytest.raises(ValueError):
+        ScalePolicy(**kwargs)
+
+
+def test_deletion_costs_follow_in_flight_tasks() -> None:
+    costs = deletion_costs(["a", "b", "c"], {"a": 3, "c": 1, "other": 9})
+    assert costs == {"a": 3, "b": 0, "c": 1}
