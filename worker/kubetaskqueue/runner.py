@@ -324,25 +324,27 @@ class Runner:
         task = attempt.task
         try:
             self._settle_in_redis(task.topic, task.id, task.lease_token, task.attempt, outcome,
-                                  time.monotonic() - attempt.started)
+                                  time.monotonic() - attempt.started,
+                                  retries_left=not task.is_last_attempt)
         finally:
             with self._cond:
                 self._inflight.pop((task.topic, task.id), None)
                 self._cond.notify_all()
 
     def _settle_in_redis(self, topic: str, task_id: str, token: str, attempt_no: int,
-                         outcome: Outcome, duration_s: float = 0.0) -> None:
+                         outcome: Outcome, duration_s: float = 0.0,
+                         retries_left: bool = False) -> None:
+        retry_delay_s = outcome.retry_delay_s
+        if retry_delay_s is None:
+            retry_delay_s = self.backoff(attempt_no - 1) if retries_left else 0.0
         # Keep trying while Redis is down: the result of finished work is worth waiting for.
         while True:
             try:
                 if outcome.error is None:
                     result = "succeeded" if self.store.ack(topic, task_id, token) else "fenced"
                 else:
-                    delay = outcome.retry_delay_s
-                    if delay is None:
-                        delay = self.backoff(attempt_no - 1)
-                    result = self.store.fail(topic, task_id, token, outcome.error, delay,
-                                             bury=outcome.bury)
+                    result = self.store.fail(topic, task_id, token, outcome.error,
+                                             retry_delay_s, bury=outcome.bury)
                 self.redis.success()
                 break
             except redis.RedisError as exc:

@@ -1,0 +1,56 @@
+"""The kopf glue: the daemon loop, TemporaryError on failure, and operator settings."""
+
+from __future__ import annotations
+
+import logging
+
+import kopf
+import pytest
+from kubetaskqueue_operator import handlers
+from kubetaskqueue_operator.queue import QueueSnapshot
+from opfakes import World
+
+
+class Stopper:
+    """Stands in for kopf.DaemonStopped: stops after ``rounds`` waits."""
+
+    def __init__(self, rounds: int) -> None:
+        self.rounds, self.waits = rounds, []
+
+    def __bool__(self) -> bool:
+        return len(self.waits) >= self.rounds
+
+    def wait(self, timeout: float) -> Stopper:
+        self.waits.append(timeout)
+        return self
+
+
+def test_daemon_runs_a_round_per_poll_until_stopped(world: World) -> None:
+    world.queue.snapshot = QueueSnapshot(input=40)
+    stopped = Stopper(rounds=3)
+    memo = kopf.Memo(deps=world.deps)
+    handlers.autoscale(stopped=stopped, body=world.body, memo=memo)
+    assert stopped.waits == [15.0, 15.0, 15.0]
+    assert len(world.queue.calls) == 3
+    assert world.replicas == 4
+    assert memo["pool"].history  # per-object memory kept between rounds
+
+
+def test_daemon_turns_failures_into_temporary_error(world: World) -> None:
+    world.queue.error = "Redis at redis://redis:6379: Connection refused"
+    with pytest.raises(kopf.TemporaryError) as err:
+        handlers.autoscale(stopped=Stopper(5), body=world.body, memo=kopf.Memo(deps=world.deps))
+    assert err.value.delay == 15.0
+    assert "Connection refused" in str(err.value)
+    assert world.condition("RedisReachable")["status"] == "False"
+
+
+def test_startup_settings_keep_rbac_namespaced_and_events_quiet(world: World) -> None:
+    settings = kopf.OperatorSettings()
+    memo = kopf.Memo(deps=world.deps)
+    handlers.configure(settings=settings, memo=memo)
+    assert settings.scanning.disabled is True
+    assert settings.peering.standalone is True
+    assert settings.posting.level == logging.WARNING
+    assert settings.persistence.finalizer == "kubetaskqueue.io/operator"
+    assert memo["deps"] is world.deps  # injected deps are kept

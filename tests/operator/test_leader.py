@@ -1,0 +1,70 @@
+"""Leader election on a Lease: one leader, takeover after expiry, stepping down."""
+
+from __future__ import annotations
+
+import threading
+
+from kubetaskqueue_operator.leader import LeaderElector, LeaseConflict, MemoryLeaseApi
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_only_one_candidate_leads_until_the_lease_expires() -> None:
+    lease, clock = MemoryLeaseApi(), Clock()
+    a = LeaderElector(lease, "a", lease_duration_s=15, clock=clock)
+    b = LeaderElector(lease, "b", lease_duration_s=15, clock=clock)
+    assert a.try_acquire_or_renew()
+    assert not b.try_acquire_or_renew()
+    clock.t += 10
+    assert a.try_acquire_or_renew()  # renewal pushes expiry out
+    clock.t += 14
+    assert not b.try_acquire_or_renew()
+    clock.t += 2  # a has not renewed for 16 s > 15 s
+    assert b.try_acquire_or_renew()
+    assert lease.record is not None
+    assert (lease.record.holder, lease.record.transitions) == ("b", 1)
+    assert not a.try_acquire_or_renew()
+
+
+def test_stale_write_loses_the_race() -> None:
+    lease, clock = MemoryLeaseApi(), Clock()
+
+    class Racing(MemoryLeaseApi):
+        """Another candidate writes between our read and our write."""
+
+        def replace(self, record):  # type: ignore[no-untyped-def]
+            raise LeaseConflict("resourceVersion changed")
+
+    LeaderElector(lease, "a", clock=clock).try_acquire_or_renew()
+    racing = Racing()
+    racing.record = lease.record
+    clock.t += 100
+    assert not LeaderElector(racing, "b", clock=clock).try_acquire_or_renew()
+
+
+def test_holder_steps_down_when_it_cannot_renew() -> None:
+    clock = Clock()
+
+    class Down(MemoryLeaseApi):
+        def read(self):  # type: ignore[no-untyped-def]
+            clock.t += 1  # each attempt takes time; the API never answers
+            raise ConnectionError("API server unreachable")
+
+    elector = LeaderElector(Down(), "a", renew_deadline_s=5, retry_s=0.001, clock=clock)
+    lost, stop = threading.Event(), threading.Event()
+    elector.hold(lost, stop)
+    assert lost.is_set()
+
+
+def test_acquire_returns_false_when_stopped() -> None:
+    lease, clock = MemoryLeaseApi(), Clock()
+    LeaderElector(lease, "a", clock=clock).try_acquire_or_renew()
+    stop = threading.Event()
+    stop.set()
+    assert not LeaderElector(lease, "b", clock=clock).acquire(stop)

@@ -1,0 +1,162 @@
+"""Real worker processes and a real redis-server: kills, signals, Redis outages."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from conftest import RedisServer
+from helpers import wait_until
+
+from kubetaskqueue import Manager
+
+LEASE_TTL_S = 1.5
+
+
+class Workers:
+    """Starts `kubetaskqueue worker sample_app:manager` subprocesses and cleans them up."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, **env: Any) -> subprocess.Popen[bytes]:
+        environ = dict(os.environ, KUBETASKQUEUE_REDIS_URL=self.url,
+                       KUBETASKQUEUE_LEASE_TTL_S=str(LEASE_TTL_S),
+                       KUBETASKQUEUE_POLL_INTERVAL_S="0.2", KUBETASKQUEUE_NUM_WORKERS="4",
+                       KUBETASKQUEUE_LOG_FORMAT="text")
+        environ.update({k.upper(): str(v) for k, v in env.items()})
+        proc = subprocess.Popen([sys.executable, "-m", "kubetaskqueue", "worker",
+                                 "sample_app:manager"], env=environ,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def workers(redis_url: str) -> Iterator[Workers]:
+    pool = Workers(redis_url)
+    yield pool
+    pool.stop_all()
+
+
+def client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, decode_responses=True)
+
+
+def starts(url: str, task_id: str) -> list[list[str]]:
+    return [e.split() for e in client(url).lrange("test:starts", 0, -1) if e.startswith(task_id)]
+
+
+def stats(url: str, topic: str) -> dict[str, int]:
+    return Manager(url).stats()["topics"][topic]  # type: ignore[no-any-return]
+
+
+def test_sigkilled_worker_task_recovered_after_lease(redis_url: str, workers: Workers) -> None:
+    producer = Manager(redis_url)
+    victim = workers.start()
+    task_id = producer.enqueue("sleep", {"s": 0.5}, num_retries=2)
+    wait_until(lambda: starts(redis_url, task_id))
+    victim.kill()
+    killed_at = time.monotonic()
+    rescuer = workers.start()
+    wait_until(lambda: len(starts(redis_url, task_id)) == 2, timeout_s=15)
+    recovery_s = time.monotonic() - killed_at
+    wait_until(lambda: stats(redis_url, "sleep")["completed"] == 1, timeout_s=10)
+    second = starts(redis_url, task_id)[1]
+    assert second[1] == "2" and second[2] == str(rescuer.pid)  # a counted, second attempt
+    s = stats(redis_url, "sleep")
+    assert (s["retried"], s["work"], s["input"], s["dead"]) == (1, 0, 0, 0)
+    # Lease TTL + one reap period (= lease TTL here) bounds the wait, plus start-up.
+    assert recovery_s < 2 * LEASE_TTL_S + 3
+    print(f"recovery after SIGKILL: {recovery_s:.2f}s with lease TTL {LEASE_TTL_S}s")
+
+
+def test_new_manager_does_not_steal_from_a_live_one(redis_url: str, workers: Workers) -> None:
+    producer = Manager(redis_url)
+    first = workers.start()
+    task_id = producer.enqueue("sleep", {"s": 3 * LEASE_TTL_S})
+    wait_until(lambda: starts(redis_url, task_id))
+    workers.start()  # starts while the first is mid-task
+    wait_until(lambda: stats(redis_url, "sleep")["completed"] == 1, timeout_s=15)
+    runs = starts(redis_url, task_id)
+    assert [r[2] for r in runs] == [str(first.pid)]  # ran once, by the first worker
+    assert stats(redis_url, "sleep")["retried"] == 0  # no lease expired
+
+
+def test_sigterm_releases_unfinished_task_to_input(redis_url: str, workers: Workers) -> None:
+    producer = Manager(redis_url)
+    worker = workers.start(kubetaskqueue_shutdown_grace_s=0.5)
+    task_id = producer.enqueue("sleep", {"s": 60})
+    wait_until(lambda: starts(redis_url, task_id))
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=10) == 0
+    output = worker.stdout.read().decode() if worker.stdout else ""
+    assert "SIGTERM received" in output and "released unfinished task" in output
+    s = stats(redis_url, "sleep")
+    assert (s["input"], s["work"]) == (1, 0)
+    assert client(redis_url).hget(producer.store.keys("sleep").task(task_id), "attempts") == "0"
+
+
+def test_poison_task_that_kills_its_worker_ends_dead(redis_url: str, workers: Workers) -> None:
+    producer = Manager(redis_url)
+    task_id = producer.enqueue("suicide", {}, num_retries=1)
+    for attempt in (1, 2):  # a supervisor restarting the pod, as Kubernetes does
+        proc = workers.start()
+        wait_until(lambda n=attempt: len(starts(redis_url, task_id)) == n, timeout_s=15)
+        proc.wait(timeout=10)
+        assert proc.returncode == -signal.SIGKILL
+    workers.start()  # a healthy worker reaps the second expired lease
+    wait_until(lambda: stats(redis_url, "suicide")["dead"] == 1, timeout_s=15)
+    error = client(redis_url).hget(producer.store.keys("suicide").task(task_id), "last_error")
+    assert error is not None and "lease expired" in error
+    assert len(starts(redis_url, task_id)) == 2  # num_retries + 1 attempts, no endless loop
+
+
+def test_worker_waits_for_redis_down_at_start(own_redis: RedisServer) -> None:
+    own_redis.kill()
+    pool = Workers(own_redis.url)
+    try:
+        worker = pool.start()
+        time.sleep(1.5)
+        assert worker.poll() is None  # waiting, not crashed
+        own_redis.start()
+        task_id = Manager(own_redis.url).enqueue("sleep", {"s": 0})
+        wait_until(lambda: stats(own_redis.url, "sleep")["completed"] == 1, timeout_s=15)
+        assert len(starts(own_redis.url, task_id)) == 1
+    finally:
+        pool.stop_all()
+    output = worker.stdout.read().decode() if worker.stdout else ""
+    assert output.count("is unreachable") == 1  # one line per state change, not per retry
+    assert output.count("is reachable again") == 1
+
+
+def test_redis_restart_mid_task_loses_nothing(own_redis: RedisServer) -> None:
+    pool = Workers(own_redis.url)
+    try:
+        worker = pool.start(kubetaskqueue_lease_ttl_s=10)
+        task_id = Manager(own_redis.url).enqueue("sleep", {"s": 1.5})
+        wait_until(lambda: starts(own_redis.url, task_id))
+        own_redis.kill()  # AOF with fsync always: nothing acknowledged is lost
+        time.sleep(2.5)  # the task finishes while Redis is down
+        assert worker.poll() is None
+        own_redis.start()
+        wait_until(lambda: stats(own_redis.url, "sleep")["completed"] == 1, timeout_s=20)
+        assert len(starts(own_redis.url, task_id)) == 1  # the ack waited; no re-run
+        later = Manager(own_redis.url).enqueue("sleep", {"s": 0})
+        wait_until(lambda: len(starts(own_redis.url, later)) == 1, timeout_s=15)
+    finally:
+        pool.stop_all()
