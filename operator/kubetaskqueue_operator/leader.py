@@ -1,0 +1,215 @@
+"""At most one active operator: leader election on a coordination.k8s.io/v1 Lease.
+
+Same rules as client-go's leaderelection: a candidate takes the Lease when it is
+free or its holder has not renewed it for ``lease_duration_s``; the holder
+renews every ``retry_s`` and gives up leadership if it could not renew for
+``renew_deadline_s`` (< lease duration, so it stops before anyone else may
+start). Writes use resourceVersion, so two candidates cannot both win.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+
+class LeaseConflict(Exception):
+    """Someone else wrote the Lease first (HTTP 409)."""
+
+
+@dataclass(frozen=True)
+class LeaseRecord:
+    holder: str | None
+    renewed_at: float | None  # epoch seconds
+    duration_s: float
+    transitions: int
+    version: str | None = None  # metadata.resourceVersion
+
+
+def expired(record: LeaseRecord, now: float) -> bool:
+    return record.renewed_at is None or now > record.renewed_at + record.duration_s
+
+
+def can_take(record: LeaseRecord | None, me: str, now: float) -> bool:
+    return record is None or not record.holder or record.holder == me or expired(record, now)
+
+
+class LeaseApi(Protocol):
+    def read(self) -> LeaseRecord | None: ...
+
+    def create(self, record: LeaseRecord) -> None: ...
+
+    def replace(self, record: LeaseRecord) -> None:
+        """Write ``record`` if the stored version still equals ``record.version``."""
+        ...
+
+
+class LeaderElector:
+    def __init__(
+        self,
+        api: LeaseApi,
+        identity: str,
+        lease_duration_s: float = 15.0,
+        renew_deadline_s: float = 10.0,
+        retry_s: float = 2.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.api, self.identity, self.clock = api, identity, clock
+        self.lease_duration_s, self.renew_deadline_s, self.retry_s = (
+            lease_duration_s,
+            renew_deadline_s,
+            retry_s,
+        )
+
+    def try_acquire_or_renew(self) -> bool:
+        """One attempt; True if we hold the Lease afterwards."""
+        now = self.clock()
+        try:
+            old = self.api.read()
+            if not can_take(old, self.identity, now):
+                return False
+            changed_hands = old is None or old.holder != self.identity
+            new = LeaseRecord(
+                holder=self.identity,
+                renewed_at=now,
+                duration_s=self.lease_duration_s,
+                transitions=(old.transitions if old else 0) + (1 if old and changed_hands else 0),
+                version=old.version if old else None,
+            )
+            if old is None:
+                self.api.create(new)
+            else:
+                self.api.replace(new)
+        except LeaseConflict:
+            return False
+        except Exception as exc:  # API down: not leader this round, try again later
+            log.warning("leader election: %s", exc)
+            return False
+        return True
+
+    def acquire(self, stop: threading.Event) -> bool:
+        """Block until we lead (True) or ``stop`` is set (False)."""
+        announced = False
+        while not stop.is_set():
+            if self.try_acquire_or_renew():
+                log.info("leader election: %s leads", self.identity)
+                return True
+            if not announced:
+                log.info("leader election: waiting for the Lease (another operator leads)")
+                announced = True
+            stop.wait(self.retry_s)
+        return False
+
+    def hold(self, lost: threading.Event, stop: threading.Event) -> None:
+        """Renew until ``stop``; set ``lost`` if renewal failed for renew_deadline_s."""
+        last_ok = self.clock()
+        while not stop.wait(self.retry_s):
+            if self.try_acquire_or_renew():
+                last_ok = self.clock()
+            elif self.clock() - last_ok > self.renew_deadline_s:
+                log.error("leader election: could not renew the Lease; stepping down")
+                lost.set()
+                return
+
+
+def _micro_time(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class ClientLeaseApi:
+    """LeaseApi on the kubernetes client (coordination.k8s.io/v1)."""
+
+    def __init__(self, namespace: str, name: str, api_client: Any = None) -> None:
+        from kubernetes import client
+
+        self.namespace, self.name = namespace, name
+        self._api: Any = client.CoordinationV1Api(api_client)  # Any: models differ by release
+
+    def read(self) -> LeaseRecord | None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            lease = self._api.read_namespaced_lease(self.name, self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        spec = lease.spec
+        renewed = spec.renew_time.timestamp() if spec.renew_time else None
+        return LeaseRecord(
+            holder=spec.holder_identity,
+            renewed_at=renewed,
+            duration_s=float(spec.lease_duration_seconds or 0),
+            transitions=int(spec.lease_transitions or 0),
+            version=lease.metadata.resource_version,
+        )
+
+    def _body(self, record: LeaseRecord) -> dict[str, Any]:
+        meta: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
+        if record.version:
+            meta["resourceVersion"] = record.version
+        renewed = _micro_time(record.renewed_at or time.time())
+        return {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": meta,
+            "spec": {
+                "holderIdentity": record.holder,
+                "leaseDurationSeconds": int(record.duration_s),
+                "renewTime": renewed,
+                "leaseTransitions": record.transitions,
+            },
+        }
+
+    def create(self, record: LeaseRecord) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self._api.create_namespaced_lease(self.namespace, self._body(record))
+        except ApiException as exc:
+            if exc.status == 409:
+                raise LeaseConflict(str(exc.reason)) from exc
+            raise
+
+    def replace(self, record: LeaseRecord) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self._api.replace_namespaced_lease(self.name, self.namespace, self._body(record))
+        except ApiException as exc:
+            if exc.status == 409:
+                raise LeaseConflict(str(exc.reason)) from exc
+            raise
+
+
+class MemoryLeaseApi:
+    """An in-memory Lease with resourceVersion checks, for tests."""
+
+    def __init__(self) -> None:
+        self.record: LeaseRecord | None = None
+        self._version = 0
+
+    def read(self) -> LeaseRecord | None:
+        return self.record
+
+    def create(self, record: LeaseRecord) -> None:
+        if self.record is not None:
+            raise LeaseConflict("already exists")
+        self._store(record)
+
+    def replace(self, record: LeaseRecord) -> None:
+        if self.record is None or record.version != self.record.version:
+            raise LeaseConflict("resourceVersion changed")
+        self._store(record)
+
+    def _store(self, record: LeaseRecord) -> None:
+        self._version += 1
+        self.record = dataclasses.replace(record, version=str(self._version))

@@ -1,0 +1,90 @@
+"""Operator metrics, served on the operator's own ``/metrics``.
+
+prometheus-client is optional: without it ``make_metrics`` returns NullMetrics
+and the operator still scales. The queue-state collector
+(``kubetaskqueue_queue_tasks`` and friends, DESIGN.md §6) belongs to the core's
+observability work; ``register_collector`` is the seam where it plugs in.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+
+class OperatorMetrics(Protocol):
+    def desired(self, pool: str, replicas: int) -> None: ...
+
+    def scaled(self, pool: str, direction: str) -> None: ...
+
+
+class NullMetrics:
+    def desired(self, pool: str, replicas: int) -> None:
+        pass
+
+    def scaled(self, pool: str, direction: str) -> None:
+        pass
+
+
+class RecordingMetrics:
+    """For tests: remembers what was reported."""
+
+    def __init__(self) -> None:
+        self.desired_by_pool: dict[str, int] = {}
+        self.scales: list[tuple[str, str]] = []
+
+    def desired(self, pool: str, replicas: int) -> None:
+        self.desired_by_pool[pool] = replicas
+
+    def scaled(self, pool: str, direction: str) -> None:
+        self.scales.append((pool, direction))
+
+
+class PrometheusMetrics:
+    def __init__(self, registry: Any) -> None:
+        from prometheus_client import Counter, Gauge
+
+        self._desired = Gauge(
+            "kubetaskqueue_operator_desired_replicas",
+            "Replicas the operator last decided for a WorkerPool.",
+            ["workerpool"],
+            registry=registry,
+        )
+        self._scales = Counter(
+            "kubetaskqueue_operator_scale",  # exported as ..._scale_total
+            "Scale operations the operator applied.",
+            ["workerpool", "direction"],
+            registry=registry,
+        )
+
+    def desired(self, pool: str, replicas: int) -> None:
+        self._desired.labels(workerpool=pool).set(replicas)
+
+    def scaled(self, pool: str, direction: str) -> None:
+        self._scales.labels(workerpool=pool, direction=direction).inc()
+
+
+def make_metrics(port: int | None) -> OperatorMetrics:
+    """Start ``/metrics`` on ``port`` and return live metrics; NullMetrics if unavailable."""
+    if port is None:
+        return NullMetrics()
+    try:
+        import prometheus_client
+    except ImportError:
+        log.warning("prometheus-client is not installed; operator metrics are disabled")
+        return NullMetrics()
+    registry = prometheus_client.CollectorRegistry()
+    metrics = PrometheusMetrics(registry)
+    register_collector(registry)
+    prometheus_client.start_http_server(port, registry=registry)
+    return metrics
+
+
+def register_collector(registry: Any) -> None:
+    """Seam for the core's queue-state collector; a no-op until that collector exists.
+
+    It will register a custom collector that reads Redis at scrape time, once per
+    cluster (DESIGN.md §6), on the same ``registry`` as the operator's own metrics.
+    """
