@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from helpers import wait_until
-
 from kubetaskqueue import (
     ConfigError,
     DuplicateTaskError,

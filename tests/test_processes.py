@@ -14,7 +14,6 @@ import pytest
 import redis
 from conftest import RedisServer
 from helpers import wait_until
-
 from kubetaskqueue import Manager
 
 LEASE_TTL_S = 1.5

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from kubetaskqueue.errors import DuplicateTaskError
 from kubetaskqueue.inspect import read_queue_state
 from kubetaskqueue.store import NewTask, RedisStore, connect

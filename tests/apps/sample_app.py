@@ -11,7 +11,6 @@ import signal
 import time
 
 import redis
-
 from kubetaskqueue import Manager, Task
 
 manager = Manager()  # everything from KUBETASKQUEUE_* variables

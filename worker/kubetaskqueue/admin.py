@@ -45,7 +45,8 @@ def iter_dead(store: RedisStore, topic: str, error_contains: str | None = None
     k = store.keys(topic)
     start = 0
     while True:
-        ids = store.client.lrange(k.dead, start, start + _PAGE - 1)
+        ids: list[str] = store.client.lrange(  # type: ignore[assignment]
+            k.dead, start, start + _PAGE - 1)
         if not ids:
             return
         pipe = store.client.pipeline(transaction=False)

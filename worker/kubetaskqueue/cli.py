@@ -253,7 +253,14 @@ def demo(tasks: int) -> None:
     """Run a self-contained demo on the embedded store (no Redis needed)."""
     from .demo import run_demo
 
-    click.echo(format_stats_table(run_demo(tasks)))
+    # Per-task retry lines would drown the progress bar; -v shows them.
+    logger = logging.getLogger("kubetaskqueue")
+    if logger.level > logging.DEBUG:
+        logger.setLevel(logging.CRITICAL)
+    stats, dead_reasons = run_demo(tasks)
+    click.echo(format_stats_table(stats))
+    for topic, reason, count in dead_reasons:
+        click.echo(f"dead in {topic}: {count} x {reason}")
 
 
 def main() -> None:

@@ -6,10 +6,12 @@ import asyncio
 import random
 import time
 import uuid
+from collections import Counter
 from typing import Any
 
 import click
 
+from .admin import iter_dead
 from .manager import Manager
 from .task import Task
 
@@ -36,8 +38,11 @@ def build_demo_manager(url: str) -> Manager:
     return manager
 
 
-def run_demo(num_tasks: int) -> dict[str, Any]:
-    """Enqueue ``num_tasks`` tasks, run them to the end with a progress bar, return stats."""
+def run_demo(num_tasks: int) -> tuple[dict[str, Any], list[tuple[str, str, int]]]:
+    """Enqueue ``num_tasks`` tasks, run them to the end with a progress bar.
+
+    Returns the final stats and (topic, last error line, count) for the dead tasks.
+    """
     manager = build_demo_manager(f"memory://demo-{uuid.uuid4().hex}")
     topics = ["email", "thumbnail", "report"]
     for i in range(num_tasks):
@@ -57,4 +62,6 @@ def run_demo(num_tasks: int) -> dict[str, Any]:
             done = now_done
             time.sleep(0.05)
     manager.stop()
-    return manager.stats()
+    reasons = Counter((topic, (dead.last_error.strip().splitlines() or [""])[-1])
+                      for topic in topics for dead in iter_dead(manager.store, topic))
+    return manager.stats(), [(t, r, n) for (t, r), n in sorted(reasons.items())]

@@ -23,7 +23,7 @@ class RedisUnavailableError(KubeTaskQueueError):
     """Redis cannot be reached."""
 
 
-class Retry(Exception):  # noqa: N818 - named for what the processor asks for
+class Retry(Exception):
     """Raised by a processor to ask for a retry after ``delay_s`` seconds.
 
     The attempt counts against ``num_retries`` and is not logged as an error.

@@ -66,7 +66,8 @@ def read_topic_state(store: RedisStore, topic: str) -> tuple[float, TopicState]:
 
 def read_managers(client: redis.Redis, namespace: str, now: float) -> list[ManagerInfo]:
     """Live managers; entries whose hash expired (pod died) are pruned on the way."""
-    ids = client.zrange(managers_key(namespace), 0, -1, withscores=True)
+    ids: list[tuple[str, float]] = client.zrange(  # type: ignore[assignment]
+        managers_key(namespace), 0, -1, withscores=True)
     if not ids:
         return []
     pipe = client.pipeline(transaction=False)
@@ -89,7 +90,7 @@ def read_managers(client: redis.Redis, namespace: str, now: float) -> list[Manag
 
 
 def known_topics(client: redis.Redis, namespace: str) -> list[str]:
-    return sorted(client.smembers(topics_key(namespace)))
+    return sorted(str(t) for t in client.smembers(topics_key(namespace)))
 
 
 def read_queue_state(client: redis.Redis, namespace: str = defaults.NAMESPACE,

@@ -53,7 +53,8 @@ def check_topic(topic: str) -> str:
     """Return ``topic`` if it is a valid topic name, else raise ValueError."""
     if not isinstance(topic, str) or not _TOPIC_RE.match(topic):
         raise ValueError(
-            f"invalid topic {topic!r}: use 1-200 characters from letters, digits, '_', '.', ':', '-'"
+            f"invalid topic {topic!r}: use 1-200 characters from letters, digits "
+            "and '_', '.', ':', '-'"
         )
     return topic
 

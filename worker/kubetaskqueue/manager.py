@@ -139,7 +139,8 @@ class Manager:
         try:
             body = json.dumps(payload, allow_nan=False, separators=(",", ":"))
         except (TypeError, ValueError) as exc:
-            raise PayloadError(f"payload for topic {topic!r} is not JSON-serialisable: {exc}") from exc
+            raise PayloadError(
+                f"payload for topic {topic!r} is not JSON-serialisable: {exc}") from exc
         size = len(body.encode())
         if size > self.settings.max_payload_bytes:
             raise PayloadError(
@@ -220,7 +221,12 @@ class Manager:
             self._stop_requested.set()
 
         previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-        return lambda: [signal.signal(s, h) for s, h in previous.items()] and None
+
+        def restore() -> None:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+        return restore
 
     # -- inspecting ------------------------------------------------------------------
 

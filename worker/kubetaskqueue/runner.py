@@ -87,7 +87,7 @@ class RedisHealth:
             self.ok = False
             self._failures += 1
             return min(defaults.RECONNECT_MAX_S,
-                       defaults.RECONNECT_MIN_S * 2 ** min(self._failures, 10))
+                       defaults.RECONNECT_MIN_S * 2.0 ** min(self._failures, 10))
 
 
 class Runner:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Annotated
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -20,11 +21,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KUBETASKQUEUE_", extra="forbid")
 
     redis_url: str = defaults.REDIS_URL
-    namespace: str = Field(defaults.NAMESPACE, min_length=1, pattern=r"^[^{}\s]+$")
-    num_workers: int = Field(defaults.NUM_WORKERS, ge=1)
-    lease_ttl_s: float = Field(defaults.LEASE_TTL_S, gt=0)
-    poll_interval_s: float = Field(defaults.POLL_INTERVAL_S, gt=0)
-    shutdown_grace_s: float = Field(defaults.SHUTDOWN_GRACE_S, ge=0)
-    max_payload_bytes: int = Field(defaults.MAX_PAYLOAD_BYTES, gt=0)
-    reap_interval_s: float = Field(defaults.REAP_INTERVAL_S, gt=0)
+    namespace: Annotated[str, Field(min_length=1, pattern=r"^[^{}\s]+$")] = defaults.NAMESPACE
+    num_workers: Annotated[int, Field(ge=1)] = defaults.NUM_WORKERS
+    lease_ttl_s: Annotated[float, Field(gt=0)] = defaults.LEASE_TTL_S
+    poll_interval_s: Annotated[float, Field(gt=0)] = defaults.POLL_INTERVAL_S
+    shutdown_grace_s: Annotated[float, Field(ge=0)] = defaults.SHUTDOWN_GRACE_S
+    max_payload_bytes: Annotated[int, Field(gt=0)] = defaults.MAX_PAYLOAD_BYTES
+    reap_interval_s: Annotated[float, Field(gt=0)] = defaults.REAP_INTERVAL_S
     pod_name: str = Field(default_factory=_pod_name)

@@ -7,6 +7,7 @@ through lupa), for demos and unit tests.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -181,7 +182,8 @@ class RedisStore:
 
     def release(self, topic: str, task_id: str, token: str) -> bool:
         k = self.keys(topic)
-        return bool(self._run("release", [k.input, k.work, k.wake], [k.task_prefix, task_id, token]))
+        return bool(self._run("release", [k.input, k.work, k.wake],
+                              [k.task_prefix, task_id, token]))
 
     def reap(self, topic: str) -> tuple[int, int]:
         """Turn expired leases into failed attempts; returns (retried, dead)."""
@@ -199,13 +201,13 @@ class RedisStore:
 
     # -- managers registry ---------------------------------------------------
 
-    def heartbeat_manager(self, manager_id: str, info: dict[str, str | int],
+    def heartbeat_manager(self, manager_id: str, info: Mapping[str, str | int],
                           ttl_s: float) -> None:
         """Refresh this manager's entry; it expires by itself if the pod dies."""
         now_s, now_us = self.client.time()
         pipe = self.client.pipeline(transaction=False)
         pipe.zadd(managers_key(self.namespace), {manager_id: now_s + now_us / 1e6})
-        pipe.hset(manager_key(self.namespace, manager_id), mapping=info)
+        pipe.hset(manager_key(self.namespace, manager_id), mapping=dict(info))  # type: ignore[arg-type]
         pipe.expire(manager_key(self.namespace, manager_id), max(1, int(ttl_s + 0.999)))
         pipe.execute()
 

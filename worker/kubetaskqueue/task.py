@@ -39,4 +39,5 @@ class Task:
                        timeout_s=timeout, ready_at=float(row.ready_at),
                        lease_token=row.token)
         except (ValueError, TypeError) as exc:
-            raise MalformedTaskError(f"task {row.id} in topic {topic!r} is malformed: {exc}") from exc
+            raise MalformedTaskError(
+                f"task {row.id} in topic {topic!r} is malformed: {exc}") from exc
