@@ -54,3 +54,17 @@ def test_startup_settings_keep_rbac_namespaced_and_events_quiet(world: World) ->
     assert settings.posting.level == logging.WARNING
     assert settings.persistence.finalizer == "kubetaskqueue.io/operator"
     assert memo["deps"] is world.deps  # injected deps are kept
+
+
+def test_cli_without_a_namespace_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kubetaskqueue_operator.__main__ import EXIT_USAGE, main
+
+    monkeypatch.delenv("POD_NAMESPACE", raising=False)
+    monkeypatch.delenv("KUBETASKQUEUE_OPERATOR_NAMESPACES", raising=False)
+    assert main([]) == EXIT_USAGE
+    assert capsys.readouterr().err == (
+        "kubetaskqueue-operator: no namespace to watch; pass --namespace NS, set "
+        "POD_NAMESPACE, or pass --all-namespaces\n"
+    )
