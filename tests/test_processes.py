@@ -159,3 +159,15 @@ def test_redis_restart_mid_task_loses_nothing(own_redis: RedisServer) -> None:
         wait_until(lambda: len(starts(own_redis.url, later)) == 1, timeout_s=15)
     finally:
         pool.stop_all()
+
+
+def test_worker_refuses_redis_that_may_evict_tasks(own_redis: RedisServer) -> None:
+    client(own_redis.url).config_set("maxmemory-policy", "allkeys-lru")
+    result = subprocess.run([sys.executable, "-m", "kubetaskqueue", "--log-format", "text",
+                             "worker", "sample_app:manager"],
+                            env=dict(os.environ, KUBETASKQUEUE_REDIS_URL=own_redis.url),
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        "error: Redis maxmemory-policy is 'allkeys-lru', which can silently delete queued "
+        "tasks; set it to 'noeviction' (redis-cli CONFIG SET maxmemory-policy noeviction)")

@@ -35,8 +35,8 @@ Examples:
   kubetaskqueue dead list email --error Timeout
   kubetaskqueue dead requeue email --all --dry-run
 
-Every option also reads KUBETASKQUEUE_<NAME> (e.g. KUBETASKQUEUE_REDIS_URL);
-flags win over the environment.
+Options also read KUBETASKQUEUE_<NAME> (e.g. KUBETASKQUEUE_REDIS_URL,
+KUBETASKQUEUE_NUM_WORKERS); flags win over the environment.
 """
 
 
@@ -62,11 +62,11 @@ def runtime_errors(fn: F) -> F:
 
 @click.group(epilog=EPILOG)
 @click.version_option(__version__)
-@click.option("--redis-url", default=None, metavar="URL",
-              help="redis://, rediss:// (TLS) or memory:// [env KUBETASKQUEUE_REDIS_URL; "
-                   "default redis://localhost:6379/0]")
-@click.option("--namespace", default=None,
-              help="Key prefix shared by producers and workers [env KUBETASKQUEUE_NAMESPACE]")
+@click.option("--redis-url", default=None, metavar="URL", envvar="KUBETASKQUEUE_REDIS_URL",
+              show_envvar=True,
+              help="redis://, rediss:// (TLS) or memory:// [default redis://localhost:6379/0]")
+@click.option("--namespace", default=None, envvar="KUBETASKQUEUE_NAMESPACE", show_envvar=True,
+              help="Key prefix shared by producers and workers")
 @click.option("--log-format", type=click.Choice(["auto", "json", "text"]), default="auto",
               envvar="KUBETASKQUEUE_LOG_FORMAT",
               help="auto = JSON lines when not on a terminal (containers)")
@@ -108,19 +108,24 @@ def load_manager(path: str) -> Manager:
 @cli.command(epilog=EPILOG)
 @click.argument("app", metavar="MODULE:ATTR")
 @click.option("--num-workers", type=click.IntRange(min=1), default=None,
-              help="Tasks in flight at once in this process [env KUBETASKQUEUE_NUM_WORKERS]")
+              envvar="KUBETASKQUEUE_NUM_WORKERS", show_envvar=True,
+              help="Tasks in flight at once in this process")
 @click.option("--lease-ttl", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Seconds a claimed task stays leased without a heartbeat "
-                   "[env KUBETASKQUEUE_LEASE_TTL_S]")
+              envvar=["KUBETASKQUEUE_LEASE_TTL", "KUBETASKQUEUE_LEASE_TTL_S"], show_envvar=True,
+              help="Seconds a claimed task stays leased without a heartbeat")
 @click.option("--grace", type=click.FloatRange(min=0), default=None,
-              help="Seconds to finish in-flight tasks after SIGTERM "
-                   "[env KUBETASKQUEUE_SHUTDOWN_GRACE_S]")
+              envvar=["KUBETASKQUEUE_GRACE", "KUBETASKQUEUE_SHUTDOWN_GRACE_S"], show_envvar=True,
+              help="Seconds to finish in-flight tasks after SIGTERM")
 @click.option("--burst", is_flag=True, help="Exit once the topics are empty")
 @click.pass_context
 @runtime_errors
 def worker(ctx: click.Context, app: str, num_workers: int | None, lease_ttl: float | None,
            grace: float | None, burst: bool) -> None:
-    """Run the Manager found at MODULE:ATTR until SIGTERM."""
+    """Run the Manager found at MODULE:ATTR until SIGTERM.
+
+    Options and their KUBETASKQUEUE_* variables override what the app's code
+    set, so a Deployment configures workers through its environment.
+    """
     manager = load_manager(app)
     manager.configure(redis_url=ctx.obj["redis_url"], namespace=ctx.obj["namespace"],
                       num_workers=num_workers, lease_ttl_s=lease_ttl, shutdown_grace_s=grace)

@@ -172,6 +172,7 @@ class Runner:
                 thread.join(timeout=self.settings.poll_interval_s + 5)
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
+        self._force.set()  # outcome writes still retrying against a dead Redis give up
         try:
             self.store.deregister_manager(self.manager_id)
         except redis.RedisError as exc:
@@ -224,6 +225,8 @@ class Runner:
                     self.store.wait_for_wake(self.topics, wait_s)
                 except redis.RedisError as exc:
                     self._stopping.wait(self.redis.failure(exc))
+        except ConfigError as exc:
+            self.fatal = exc  # Manager.run raises it; the CLI prints one line
         except BaseException as exc:  # a bug here must not leave a silent, idle worker
             log.exception("claim loop stopped by an unexpected error")
             self.fatal = exc
