@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,3 +110,31 @@ class WorkerPool:
 
     def fenced_in_logs(self, worker: Worker) -> int:
         return worker.log().count("finished after its lease was taken over")
+
+
+class Supervisor:
+    """Restarts any worker of ``slots`` that exits, as a Deployment's kubelet would."""
+
+    def __init__(self, pool: WorkerPool, slots: range, poll_s: float = 0.05) -> None:
+        self.pool = pool
+        self.slots = slots
+        self.poll_s = poll_s
+        self.deaths: list[tuple[int, int | None]] = []  # (pid, exit code)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="supervisor")
+
+    def __enter__(self) -> Supervisor:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            for slot in self.slots:
+                worker = self.pool.current(slot)
+                if not worker.alive():
+                    self.deaths.append((worker.pid, worker.proc.returncode))
+                    self.pool.start(slot)
