@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import redis
 
 T = TypeVar("T")
 
@@ -19,3 +28,86 @@ def wait_until(predicate: Callable[[], T], timeout_s: float = 10.0, interval_s: 
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout_s}s")
         time.sleep(interval_s)
+
+
+LEASE_TTL_S = 1.5  # short, so tests that wait for a lease to expire stay quick
+
+
+class Workers:
+    """Starts `kubetaskqueue worker sample_app:manager` subprocesses and cleans them up."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, **env: Any) -> subprocess.Popen[bytes]:
+        environ = dict(os.environ, KUBETASKQUEUE_REDIS_URL=self.url,
+                       KUBETASKQUEUE_LEASE_TTL_S=str(LEASE_TTL_S),
+                       KUBETASKQUEUE_POLL_INTERVAL_S="0.2", KUBETASKQUEUE_NUM_WORKERS="4",
+                       KUBETASKQUEUE_LOG_FORMAT="text", KUBETASKQUEUE_HTTP_PORT="0")
+        environ.update({k.upper(): str(v) for k, v in env.items()})
+        proc = subprocess.Popen([sys.executable, "-m", "kubetaskqueue", "worker",
+                                 "sample_app:manager"], env=environ,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    """A redis-server child process the tests may kill, pause and restart."""
+
+    def __init__(self, workdir: Path, *, appendonly: bool = True) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server not found: install it (apt-get install redis-server); "
+                        ".ci/run does this")
+        self.binary = binary
+        self.workdir = workdir
+        self.port = free_port()
+        self.appendonly = appendonly
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always",
+             "--dir", str(self.workdir), "--maxmemory-policy", "noeviction"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None

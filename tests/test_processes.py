@@ -8,41 +8,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import redis
-from conftest import RedisServer
-from helpers import wait_until
+from helpers import LEASE_TTL_S, RedisServer, Workers, wait_until
 from kubetaskqueue import Manager
-
-LEASE_TTL_S = 1.5
-
-
-class Workers:
-    """Starts `kubetaskqueue worker sample_app:manager` subprocesses and cleans them up."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(self, **env: Any) -> subprocess.Popen[bytes]:
-        environ = dict(os.environ, KUBETASKQUEUE_REDIS_URL=self.url,
-                       KUBETASKQUEUE_LEASE_TTL_S=str(LEASE_TTL_S),
-                       KUBETASKQUEUE_POLL_INTERVAL_S="0.2", KUBETASKQUEUE_NUM_WORKERS="4",
-                       KUBETASKQUEUE_LOG_FORMAT="text")
-        environ.update({k.upper(): str(v) for k, v in env.items()})
-        proc = subprocess.Popen([sys.executable, "-m", "kubetaskqueue", "worker",
-                                 "sample_app:manager"], env=environ,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        self.procs.append(proc)
-        return proc
-
-    def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import time
 
 import pytest
 from kubetaskqueue.errors import DuplicateTaskError
-from kubetaskqueue.inspect import read_queue_state
+from kubetaskqueue.queue_state import read_queue_state
 from kubetaskqueue.store import NewTask, RedisStore, connect
 
 TOPIC = "jobs"

@@ -10,8 +10,7 @@ from .errors import (
 )
 from .manager import Manager
 from .task import Task
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "ConfigError",

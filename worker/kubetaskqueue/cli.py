@@ -6,19 +6,25 @@ import importlib
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
+from wsgiref.simple_server import WSGIServer
 
 import click
 import redis
+from prometheus_client import CollectorRegistry
 
-from . import __version__
 from .admin import iter_dead, purge_dead, requeue_dead, select_dead
 from .errors import KubeTaskQueueError
+from .httpserver import start_http_server
 from .logs import configure_logging
 from .manager import Manager
+from .metrics import QueueStateCollector
+from .version import __version__
 
 EXIT_OK = 0
 EXIT_RUNTIME_ERROR = 1
@@ -32,6 +38,7 @@ Examples:
   kubetaskqueue worker myapp.tasks:manager --num-workers 16
   kubetaskqueue enqueue email '{"to": "a@b.c"}' --retries 5
   kubetaskqueue stats --json
+  kubetaskqueue exporter --http-port 9100
   kubetaskqueue dead list email --error Timeout
   kubetaskqueue dead requeue email --all --dry-run
 
@@ -116,11 +123,17 @@ def load_manager(path: str) -> Manager:
 @click.option("--grace", type=click.FloatRange(min=0), default=None,
               envvar=["KUBETASKQUEUE_GRACE", "KUBETASKQUEUE_SHUTDOWN_GRACE_S"], show_envvar=True,
               help="Seconds to finish in-flight tasks after SIGTERM")
+@click.option("--http-port", type=click.IntRange(0, 65535), default=None,
+              envvar="KUBETASKQUEUE_HTTP_PORT", show_envvar=True,
+              help="Port of /metrics, /healthz, /readyz [default 9100; 0 = off]")
+@click.option("--export-queue-state", is_flag=True, envvar="KUBETASKQUEUE_EXPORT_QUEUE_STATE",
+              help="Also export queue sizes from Redis (normally the exporter's job)")
 @click.option("--burst", is_flag=True, help="Exit once the topics are empty")
 @click.pass_context
 @runtime_errors
 def worker(ctx: click.Context, app: str, num_workers: int | None, lease_ttl: float | None,
-           grace: float | None, burst: bool) -> None:
+           grace: float | None, http_port: int | None, export_queue_state: bool,
+           burst: bool) -> None:
     """Run the Manager found at MODULE:ATTR until SIGTERM.
 
     Options and their KUBETASKQUEUE_* variables override what the app's code
@@ -128,8 +141,51 @@ def worker(ctx: click.Context, app: str, num_workers: int | None, lease_ttl: flo
     """
     manager = load_manager(app)
     manager.configure(redis_url=ctx.obj["redis_url"], namespace=ctx.obj["namespace"],
-                      num_workers=num_workers, lease_ttl_s=lease_ttl, shutdown_grace_s=grace)
-    manager.run(burst=burst)
+                      num_workers=num_workers, lease_ttl_s=lease_ttl, shutdown_grace_s=grace,
+                      http_port=http_port)
+    registry = manager.metrics.registry
+    if export_queue_state:
+        registry.register(QueueStateCollector(manager.store.client, manager.settings.namespace))
+    server = _serve(manager.settings.http_port, registry, manager.readiness)
+    try:
+        manager.run(burst=burst)
+    finally:
+        if server is not None:
+            server.shutdown()
+
+
+def _serve(port: int, registry: CollectorRegistry,
+           readiness: Callable[[], tuple[bool, str]] | None) -> WSGIServer | None:
+    """Start the HTTP endpoint; a taken port is logged, not fatal (the probes will show it)."""
+    if port == 0:
+        return None
+    try:
+        return start_http_server(port, registry, readiness)
+    except OSError as exc:
+        logging.getLogger("kubetaskqueue").error(
+            "cannot serve /metrics on port %d (%s); running without it", port, exc)
+        return None
+
+
+@cli.command(epilog=EPILOG)
+@click.option("--http-port", type=click.IntRange(1, 65535), default=9100, show_default=True,
+              envvar="KUBETASKQUEUE_HTTP_PORT", show_envvar=True,
+              help="Port of /metrics and /healthz")
+@click.option("--topic", "topics", multiple=True,
+              help="Only these topics (repeatable) [default: every topic ever enqueued to]")
+@click.pass_context
+@runtime_errors
+def exporter(ctx: click.Context, http_port: int, topics: tuple[str, ...]) -> None:
+    """Export queue state from Redis for Prometheus, once per cluster, until SIGTERM."""
+    manager = _manager(ctx)
+    registry = CollectorRegistry()
+    registry.register(QueueStateCollector(manager.store.client, manager.settings.namespace,
+                                          topics or None))
+    start_http_server(http_port, registry)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
 
 
 @cli.command(epilog=EPILOG)

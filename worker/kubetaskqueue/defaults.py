@@ -26,3 +26,6 @@ REAP_INTERVAL_S = 5.0
 # Redis reconnect backoff while it is unreachable.
 RECONNECT_MIN_S = 0.1
 RECONNECT_MAX_S = 5.0
+# /metrics, /healthz and /readyz of a worker or exporter (Prometheus' node-exporter
+# convention); 0 turns the endpoint off.
+HTTP_PORT = 9100

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import inspect as pyinspect
+import inspect
 import json
 import logging
 import signal
@@ -16,8 +16,9 @@ import redis
 
 from .backoff import Backoff, default_backoff
 from .errors import ConfigError, KubeTaskQueueError, PayloadError, RedisUnavailableError
-from .inspect import read_queue_state
 from .keys import check_topic
+from .metrics import WorkerMetrics
+from .queue_state import read_queue_state
 from .runner import Processor, Runner
 from .settings import Settings
 from .store import NewTask, RedisStore, connect, redact_url
@@ -50,6 +51,7 @@ class Manager:
         self._store: RedisStore | None = None
         self._runner: Runner | None = None
         self._stop_requested = threading.Event()
+        self.metrics = WorkerMetrics()  # this manager's per-pod metrics (own registry)
 
     def configure(self, **overrides: Any) -> None:
         """Change settings before start (the CLI's flags use this); None values are ignored."""
@@ -88,7 +90,7 @@ class Manager:
         if self._running:
             raise KubeTaskQueueError("register topics before the manager starts")
         self._processors[topic] = Processor(processor, timeout_s,
-                                            pyinspect.iscoroutinefunction(processor))
+                                            inspect.iscoroutinefunction(processor))
 
     def processor(self, topic: str, timeout_s: float | None = None) -> Callable[[F], F]:
         """Decorator form of :meth:`register`."""
@@ -161,7 +163,7 @@ class Manager:
         self.id = f"{self.settings.pod_name}-{uuid.uuid4().hex[:8]}"
         self._stop_requested.clear()
         self._runner = Runner(self.settings, self.store, dict(self._processors), self.backoff,
-                              self.id)
+                              self.id, self.metrics)
         self._runner.start(burst=burst)
         log.info("manager %s started: topics %s, %d workers, lease %.0fs", self.id,
                  ", ".join(self.topics), self.settings.num_workers, self.settings.lease_ttl_s)
@@ -199,11 +201,16 @@ class Manager:
         """Ask a running :meth:`run` to stop gracefully (thread-safe)."""
         self._stop_requested.set()
 
-    @property
-    def ready(self) -> bool:
-        """Redis reachable and not draining (for /readyz)."""
+    def readiness(self) -> tuple[bool, str]:
+        """For /readyz: ready while running, Redis answers and no shutdown is under way."""
         runner = self._runner
-        return runner is not None and runner.redis.ok and not runner.draining
+        if runner is None:
+            return False, "not running"
+        if runner.draining:
+            return False, "draining: shutting down"
+        if not runner.redis.ok:
+            return False, "Redis unreachable"
+        return True, "ready"
 
     def _install_signal_handlers(self, runner: Runner) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():

@@ -28,11 +28,16 @@ import redis
 from . import defaults
 from .backoff import Backoff
 from .errors import ConfigError, Retry
+from .metrics import WorkerMetrics
 from .settings import Settings
 from .store import Claimed, RedisStore, redact_url
 from .task import MalformedTaskError, Task
 
 log = logging.getLogger("kubetaskqueue")
+
+# Redis checks blocked clients' timeouts about every 100 ms (hz 10), so shorter
+# waits for a due task sleep locally instead of blocking on the wake-up list.
+_SHORT_WAIT_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -92,8 +97,9 @@ class RedisHealth:
 
 class Runner:
     def __init__(self, settings: Settings, store: RedisStore, processors: dict[str, Processor],
-                 backoff: Backoff, manager_id: str) -> None:
+                 backoff: Backoff, manager_id: str, metrics: WorkerMetrics) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.store = store
         self.processors = processors
         self.backoff = backoff
@@ -116,6 +122,7 @@ class Runner:
 
     def start(self, *, burst: bool = False) -> None:
         self._burst = burst
+        self.metrics.track_slots(lambda: self.busy, self.settings.num_workers)
         if any(p.is_async for p in self.processors.values()):
             self._loop = asyncio.new_event_loop()
             self._spawn("kubetaskqueue-async", self._loop.run_forever)
@@ -191,6 +198,8 @@ class Runner:
             return
         if released:
             log.info("released unfinished task %s of %r back to input", task.id, task.topic)
+            self.metrics.attempt_finished(task.topic, "released",
+                                          time.monotonic() - attempt.started)
         with self._cond:
             self._inflight.pop((task.topic, task.id), None)
             self._cond.notify_all()
@@ -219,6 +228,9 @@ class Runner:
                         continue
                     if self._burst and self._nothing_left():
                         break
+                    if next_due is not None and next_due < _SHORT_WAIT_S:
+                        self._stopping.wait(next_due)
+                        continue
                     wait_s = self.settings.poll_interval_s
                     if next_due is not None:
                         wait_s = min(wait_s, next_due)
@@ -285,6 +297,7 @@ class Runner:
         processor = self.processors[topic]
         timeout = task.timeout_s if task.timeout_s is not None else processor.timeout_s
         attempt = Attempt(task, processor)
+        self.metrics.attempt_started(topic, task.wait_s)
         with self._cond:
             self._inflight[(topic, task.id)] = attempt
         if processor.is_async:
@@ -357,6 +370,9 @@ class Runner:
                     return
                 time.sleep(self.redis.failure(exc))
         _log_outcome(topic, task_id, attempt_no, result, outcome, duration_s)
+        self.metrics.attempt_finished(topic, result, duration_s)
+        if outcome.error is not None and outcome.retry_delay_s is None:
+            self.metrics.attempt_finished(topic, "failed", None)  # raised, timed out, malformed
 
     # -- maintenance ---------------------------------------------------------------
 
@@ -403,6 +419,7 @@ class Runner:
         for topic in self.topics:
             retried, dead = self.store.reap(topic)
             if retried or dead:
+                self.metrics.leases_expired(topic, retried + dead)
                 log.warning("expired leases in %r: %d task(s) retried, %d moved to dead",
                             topic, retried, dead)
 

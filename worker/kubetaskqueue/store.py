@@ -86,6 +86,7 @@ class Claimed:
     timeout_s: str
     enqueued_at: str
     ready_at: str
+    claimed_at: str  # Redis server time of the claim
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,7 @@ class RedisStore:
             [k.task_prefix, max_count, lease_ttl_s, owner, defaults.PROMOTE_LIMIT],
         )
         due_in = float(next_due)
-        claimed = [Claimed(r[0], r[1], int(r[2]), *r[3:8]) for r in rows]
+        claimed = [Claimed(r[0], r[1], int(r[2]), *r[3:9]) for r in rows]
         return (None if due_in < 0 else due_in), claimed
 
     def extend(self, topic: str, leases: list[tuple[str, str]], lease_ttl_s: float) -> list[str]:

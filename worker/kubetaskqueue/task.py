@@ -22,8 +22,14 @@ class Task:
     num_retries: int
     enqueued_at: float  # Redis server time, seconds since the epoch
     timeout_s: float | None = None
-    ready_at: float = 0.0  # when it last became ready; start - ready_at = wait time
+    ready_at: float = 0.0  # when it last became ready (enqueue, due, retry, release)
+    claimed_at: float = 0.0  # when this attempt's lease began; both on the Redis clock
     lease_token: str = ""
+
+    @property
+    def wait_s(self) -> float:
+        """How long the task was ready before this attempt started."""
+        return max(0.0, self.claimed_at - self.ready_at)
 
     @property
     def is_last_attempt(self) -> bool:
@@ -37,6 +43,7 @@ class Task:
             return cls(id=row.id, topic=topic, payload=payload, attempt=row.attempts,
                        num_retries=int(row.num_retries), enqueued_at=float(row.enqueued_at),
                        timeout_s=timeout, ready_at=float(row.ready_at),
+                       claimed_at=float(row.claimed_at),
                        lease_token=row.token)
         except (ValueError, TypeError) as exc:
             raise MalformedTaskError(

@@ -14,7 +14,8 @@ local function holds_lease(work, key, id, token)
   return redis.call('ZSCORE', work, id) and redis.call('HGET', key, 'token') == token
 end
 
--- Make `id` ready again after `delay` seconds (0 = now) and wake one idle manager.
+-- Make `id` ready after `delay` seconds (0 = now) and wake one idle manager: it
+-- claims the task, or learns the new earliest due time and sleeps until then.
 local function make_ready(input, scheduled, wake, key, id, now, delay)
   if delay > 0 then
     redis.call('ZADD', scheduled, now + delay, id)
@@ -22,9 +23,9 @@ local function make_ready(input, scheduled, wake, key, id, now, delay)
   else
     redis.call('RPUSH', input, id)
     redis.call('HSET', key, 'ready_at', fmt(now))
-    redis.call('LPUSH', wake, '1')
-    redis.call('LTRIM', wake, 0, 63)
   end
+  redis.call('LPUSH', wake, '1')
+  redis.call('LTRIM', wake, 0, 63)
 end
 
 -- A failed attempt: retry after `delay` while retries remain, else bury in dead.

@@ -3,7 +3,7 @@
 -- ARGV: 1 task key prefix, 2 max, 3 lease ttl seconds, 4 owner (manager id), 5 promote limit
 -- Returns {seconds until the next scheduled task is due or -1, claimed}
 -- where claimed is a list of {id, token, attempts, payload, num_retries, timeout_s,
--- enqueued_at, ready_at}. Each claim bumps the task's fencing token.
+-- enqueued_at, ready_at, claimed_at}. Each claim bumps the task's fencing token.
 local prefix, max, ttl, owner = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local now = now_s()
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[5]))
@@ -24,7 +24,7 @@ while #claimed < max do
     redis.call('ZADD', KEYS[3], now + ttl, id)
     local f = redis.call('HMGET', key, 'payload', 'num_retries', 'timeout_s', 'enqueued_at', 'ready_at')
     claimed[#claimed + 1] = {id, tostring(token), tostring(attempts), f[1] or '', f[2] or '0',
-      f[3] or '', f[4] or '0', f[5] or '0'}
+      f[3] or '', f[4] or '0', f[5] or '0', fmt(now)}
   end
 end
 if #claimed > 0 then

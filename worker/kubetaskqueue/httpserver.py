@@ -1,0 +1,58 @@
+"""The small HTTP port of a worker or exporter: /metrics, /healthz, /readyz."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+
+log = logging.getLogger("kubetaskqueue")
+
+StartResponse = Callable[..., Any]
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # a slow scrape must not block shutdown
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Probes hit these endpoints every few seconds; access logs would be noise."""
+
+
+def health_app(registry: CollectorRegistry,
+               readiness: Callable[[], tuple[bool, str]] | None) -> Callable[..., Iterable[bytes]]:
+    """WSGI app: /healthz never touches Redis; /readyz asks ``readiness``; else metrics."""
+    metrics_app = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == "/healthz":
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"ok\n"]
+        if path == "/readyz" and readiness is not None:
+            ready, reason = readiness()
+            start_response("200 OK" if ready else "503 Service Unavailable",
+                           [("Content-Type", "text/plain")])
+            return [f"{reason}\n".encode()]
+        return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+
+    return app
+
+
+def start_http_server(port: int, registry: CollectorRegistry,
+                      readiness: Callable[[], tuple[bool, str]] | None = None,
+                      host: str = "0.0.0.0") -> WSGIServer:
+    """Serve in a daemon thread; returns the server (``server.shutdown()`` stops it)."""
+    server = make_server(host, port, health_app(registry, readiness),
+                         server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="kubetaskqueue-http",
+                     daemon=True).start()
+    log.info("serving /metrics, /healthz%s on port %d",
+             ", /readyz" if readiness else "", server.server_port)
+    return server
