@@ -54,7 +54,7 @@ def figures(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
     $KUBETASKQUEUE_CHAOS_RESULTS (JSON lines) when set."""
     row: dict[str, Any] = {"scenario": request.node.name}
     yield row
-    row["passed"] = not getattr(request.node, "chaos_failed", False)
+    row["outcome"] = getattr(request.node, "chaos_outcome", "passed")
     FIGURES.append(row)
     out = os.environ.get("KUBETASKQUEUE_CHAOS_RESULTS")
     if out:
@@ -65,8 +65,9 @@ def figures(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
-    if report.when == "call" and report.failed:
-        item.chaos_failed = True  # type: ignore[attr-defined]
+    if report.when == "call" and not report.passed:
+        outcome = "xfailed" if hasattr(report, "wasxfail") else report.outcome
+        item.chaos_outcome = outcome  # type: ignore[attr-defined]
     return report
 
 
