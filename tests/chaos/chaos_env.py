@@ -31,7 +31,7 @@ POISON_NORMAL = 1_000 if FULL else 200
 POISON_EACH = 5 if FULL else 2
 
 # Redis SIGSTOP outage length.
-REDIS_PAUSE_S = 20.0 if FULL else 6.0
+REDIS_PAUSE_S = 20.0 if FULL else 9.0
 OUTAGE_TASKS = 2_000 if FULL else 300
 
 # Hypothesis examples per fuzz target.
