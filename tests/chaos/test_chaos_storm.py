@@ -91,7 +91,6 @@ def test_sigkill_storm(queue_redis: RedisProc, ledger: Ledger, pool: WorkerPool,
     assert watch.max_sat_s <= S.lease_ttl_s + REAP_PERIOD_S + 1.0
     # DESIGN §3.2: a duplicate run only follows a lease of a killed worker.
     assert dup <= orphaned
-    assert state["retried"] <= orphaned
     # Tasks started on never-killed workers ran once there and were never re-run.
     healthy_pids = {w.pid for w in healthy}
     assert not healthy_pids & killed
@@ -101,7 +100,10 @@ def test_sigkill_storm(queue_redis: RedisProc, ledger: Ledger, pool: WorkerPool,
         on_healthy = [e for e in events if e.pid in healthy_pids]
         assert len(on_healthy) <= 1 and (not on_healthy or events[-1] is on_healthy[0]), task_id
     assert all(len(by_id[i]) == 1 for i in long_on_healthy if by_id[i][0].pid in healthy_pids)
-    for w in healthy:
-        assert "lost the lease" not in w.log(), w.pod
+    # No healthy lease expired: every reaped lease was one a killed worker held, and no
+    # healthy worker's result was refused. (Logs are not checked: the heartbeat may warn
+    # "lost the lease" for a task its own thread acked a moment before; see README.)
+    assert state["retried"] == orphaned
+    assert state["fenced"] == 0
     figures["long_tasks_once_on_healthy"] = sum(len(by_id[i]) == 1 for i in long_on_healthy)
     assert all(code == 0 for code in exit_codes.values()), exit_codes
