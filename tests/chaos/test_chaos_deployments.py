@@ -1,0 +1,107 @@
+"""Scenario 8, Redis deployments users run: ACL user, TLS, an evicting maxmemory-policy,
+Redis Cluster and Sentinel (the last two: what the core does not support yet)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from kubetaskqueue import Manager
+from kubetaskqueue.errors import ConfigError
+from ledger import Ledger
+from probe import topic_state, wait_until
+from redis_proc import RedisFleet
+from tls_certs import make_certs
+from workers import WorkerPool
+
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(120)]
+
+TASKS = 50
+ACL_RULES = ("on", ">s3cret", "~kubetaskqueue:*", "resetchannels", "+@all", "-@dangerous",
+             "-flushall", "-keys")
+
+
+def run_tasks(url: str, ledger: Ledger, pool: WorkerPool, check: redis.Redis) -> int:
+    """Enqueue TASKS through ``url``, run them on a worker using ``url``; count completions."""
+    pool.redis_url = url
+    ids = Manager(url).enqueue_many("work", [{"ms": 5}] * TASKS)
+    worker = pool.start(0)
+    wait_until(lambda: int(check.hget("kubetaskqueue:{work}:stats", "completed") or 0) == TASKS,
+               30, what="tasks completed")
+    assert ledger.finished_ids() == set(ids)
+    assert pool.terminate_all() == {worker.pid: 0}
+    return TASKS
+
+
+def test_acl_user(fleet: RedisFleet, ledger: Ledger, pool: WorkerPool,
+                  figures: dict[str, Any]) -> None:
+    server = fleet.start("acl")
+    admin = server.client()
+    admin.execute_command("ACL", "SETUSER", "worker", *ACL_RULES)
+    url = f"redis://worker:s3cret@127.0.0.1:{server.port}/0"
+    done = run_tasks(url, ledger, pool, admin)
+    log = pool.workers[0].log()
+    # CONFIG is @dangerous: the worker cannot read maxmemory-policy and says so.
+    assert "cannot read Redis maxmemory-policy" in log and "s3cret" not in log
+    bad = subprocess.run([sys.executable, "-m", "kubetaskqueue", "--redis-url",
+                          f"redis://worker:wrong@127.0.0.1:{server.port}/0", "stats"],
+                         capture_output=True, text=True, timeout=30)
+    figures.update(tasks=done, wrong_password_exit=bad.returncode,
+                   wrong_password_stderr=bad.stderr.strip()[:160])
+    print(figures)
+    assert bad.returncode == 1 and "wrong" not in bad.stderr and "Traceback" not in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_tls(fleet: RedisFleet, ledger: Ledger, pool: WorkerPool, tmp_path: Path,
+             figures: dict[str, Any]) -> None:
+    certs = make_certs(tmp_path / "certs")
+    server = fleet.start("tls", "--tls-cert-file", str(certs["server"]), "--tls-key-file",
+                         str(certs["server-key"]), "--tls-ca-cert-file", str(certs["ca"]),
+                         "--tls-auth-clients", "no", tls=True)
+    check = redis.Redis(port=server.port, ssl=True, ssl_ca_certs=str(certs["ca"]),
+                        decode_responses=True)
+    server.wait_ready(check)
+    url = f"rediss://127.0.0.1:{server.port}/0?ssl_ca_certs={certs['ca']}"
+    figures.update(tasks=run_tasks(url, ledger, pool, check), url_form="rediss://…?ssl_ca_certs=")
+    print(figures)
+    with pytest.raises(redis.ConnectionError):  # and it is really TLS-only
+        redis.Redis(port=server.port, socket_timeout=2).ping()
+
+
+def test_evicting_maxmemory_policy_is_refused(fleet: RedisFleet, pool: WorkerPool) -> None:
+    server = fleet.start("lru")
+    server.client().config_set("maxmemory-policy", "allkeys-lru")
+    pool.redis_url = server.url
+    worker = pool.start(0)
+    assert worker.proc.wait(timeout=30) == 1
+    log = worker.log()
+    assert "maxmemory-policy is 'allkeys-lru'" in log and "noeviction" in log
+    assert topic_state(server.client(), "work").work == 0
+
+
+def test_sentinel_url_is_refused_clearly() -> None:
+    """redis+sentinel:// is not parsed by the core yet: it must say so, not misbehave."""
+    with pytest.raises(ConfigError, match="unsupported Redis URL"):
+        Manager("redis+sentinel://127.0.0.1:26379/mymaster/0").enqueue("work", {})
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "unsupported: store.connect() returns a plain redis.Redis, which does not follow "
+    "MOVED redirections; scripts of a topic whose slot lives on another node fail"))
+def test_redis_cluster(fleet: RedisFleet, ledger: Ledger, pool: WorkerPool) -> None:
+    nodes = [fleet.start(f"node{i}", "--cluster-enabled", "yes", "--cluster-config-file",
+                         f"nodes-{i}.conf") for i in range(3)]
+    subprocess.run(["redis-cli", "--cluster", "create",
+                    *[f"127.0.0.1:{n.port}" for n in nodes], "--cluster-yes"],
+                   check=True, capture_output=True, timeout=60)
+    cluster = redis.RedisCluster(host="127.0.0.1", port=nodes[0].port, decode_responses=True)
+    wait_until(lambda: cluster.cluster_info().get("cluster_state") == "ok", 30,
+               what="cluster ok")
+    producer = Manager(nodes[0].url)
+    for topic in ("work", "fuzz", "raise"):  # three topics: at least one slot is elsewhere
+        producer.enqueue(topic, {"ms": 1})
