@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import tempfile
@@ -54,6 +55,12 @@ class RedisServer:
     def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
         out = {k: v - before.get(k, 0) for k, v in after.items() if k not in _HARNESS_COMMANDS}
         return {k: v for k, v in out.items() if v}
+
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) redis-server has used so far."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -12,6 +12,7 @@ are described in bench/README.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -105,6 +106,7 @@ class Bench:
         c0 = self.redis.commands()
         batch_s = self._enqueue(peer, "batch", n)
         c1 = self.redis.commands()
+        redis_cpu0 = self.redis.cpu_s()
         probe_dir = tempfile.mkdtemp(prefix="bench-probe-")
         workers = self._start(peer, nproc, conc, io, probe_dir, "w2" if io else f"w1x{nproc}")
         try:
@@ -113,6 +115,7 @@ class Bench:
             time.sleep(0.3)  # let the last acks land
             done_after, _, _ = probe.read(probe_dir)
             c2 = self.redis.commands()
+            redis_cpu_us = (self.redis.cpu_s() - redis_cpu0) / n * 1e6
         finally:
             workers.stop()
         enq_cmds = RedisServer.delta(c0, c1)
@@ -132,6 +135,7 @@ class Bench:
                 scripts_per_task=sum(v for k, v in {**enq_cmds, **work_cmds}.items()
                                      if k in ("eval", "evalsha", "fcall")) / n,
                 worker_cpu_us_per_task=(r["cpu_end"] - r["cpu_first"]) / max(1, left) * 1e6,
+                redis_cpu_us_per_task=redis_cpu_us,
                 rss_mb=rss, worker_commands=work_cmds, enqueue_commands=enq_cmds,
             )
         if peer.name == "kubetaskqueue":
@@ -182,6 +186,8 @@ class Bench:
             steps.append(("w2", lambda: self.throughput(peer, 1, True)))
         steps.append(("latency", lambda: self.latency_and_idle(peer)))
         for name, step in steps:
+            if "only" in self.sizes and name not in self.sizes["only"]:
+                continue
             t0 = time.monotonic()
             try:
                 res[name] = step()
@@ -247,6 +253,7 @@ def summarise(results: dict[str, list[dict[str, Any]]], scale: tuple[int, ...]) 
             "idle_cmds_per_s": median(runs, "latency", "idle_cmds_per_s"),
             "rss_mb": median(runs, "w1x1", "rss_mb"),
             "cpu_us_per_task": median(runs, "w1x1", "worker_cpu_us_per_task"),
+            "redis_cpu_us_per_task": median(runs, "w1x1", "redis_cpu_us_per_task"),
             "enqueue_cmds_per_task": median(runs, "w1x1", "enqueue_cmds_per_task"),
             "worker_cmds_per_task": median(runs, "w1x1", "worker_cmds_per_task"),
             "scripts_per_task": median(runs, "w1x1", "scripts_per_task"),
@@ -270,6 +277,7 @@ COLUMNS = [
     ("idle_cmds_per_s", "idle cmds/s", "{:.2f}", False),
     ("rss_mb", "RSS MB after W1", "{:.0f}", False),
     ("cpu_us_per_task", "worker CPU µs/task", "{:.0f}", False),
+    ("redis_cpu_us_per_task", "redis-server CPU µs/task (worker side)", "{:.0f}", False),
     ("enqueue_cmds_per_task", "Redis cmds/task enqueue", "{:.2f}", False),
     ("worker_cmds_per_task", "Redis cmds/task worker", "{:.2f}", False),
     ("scripts_per_task", "of them EVAL(SHA)/task", "{:.2f}", False),
@@ -308,6 +316,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small sizes, one run: smoke test")
     ap.add_argument("--peers", default=",".join(PEERS), help="comma-separated subset")
     ap.add_argument("--runs", type=int, help="runs per peer (median is reported)")
+    ap.add_argument("--conc", action="append", default=[], metavar="PEER=N",
+                    help="override a peer's tasks in flight per process for W1 (repeatable)")
+    ap.add_argument("--only", help="comma-separated steps: enqueue,w1x1,w1x2,w1x4,w2,latency")
     ap.add_argument("--out", default=os.path.join(REPO, "bench", "results", "latest.json"))
     args = ap.parse_args()
     sizes = dict(QUICK if args.quick else FULL)
@@ -317,6 +328,11 @@ def main() -> None:
     unknown = set(names) - set(PEERS)
     if unknown:
         ap.error(f"unknown peers {sorted(unknown)}; choose from {', '.join(PEERS)}")
+    for item in args.conc:
+        name, _, n = item.partition("=")
+        PEERS[name] = dataclasses.replace(PEERS[name], conc_w1=int(n))
+    if args.only:
+        sizes["only"] = args.only.split(",")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     logdir = tempfile.mkdtemp(prefix="bench-logs-")
     info = machine()
