@@ -254,3 +254,24 @@ def test_manager_registers_itself_while_running(any_url: str) -> None:
     finally:
         m.stop()
     assert m.stats()["managers"] == 0
+
+
+def test_deeply_nested_payloads_are_refused_or_buried(any_url: str) -> None:
+    m = make(any_url)
+    deep: Any = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(PayloadError, match="not JSON-serialisable"):
+        m.enqueue("t", deep)
+    m.register("t", lambda task: None)
+    task_id = m.enqueue("t", {})
+    m.store.client.hset(m.store.keys("t").task(task_id), "payload", "[" * 100_000 + "]" * 100_000)
+    m.run(burst=True)  # the worker survives and buries the task
+    assert m.stats()["topics"]["t"]["dead"] == 1
+
+
+@pytest.mark.parametrize("bad", ["3", float("inf"), -1, True])
+def test_enqueue_rejects_non_numeric_delays(bad: Any) -> None:
+    m = Manager("memory://delays")
+    with pytest.raises(ValueError, match="delay_s must be a finite number of seconds >= 0"):
+        m.enqueue("t", 1, delay_s=bad)

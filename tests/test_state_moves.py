@@ -160,3 +160,13 @@ def test_inspect_reports_oldest_ready_age(store: RedisStore) -> None:
     time.sleep(0.1)
     state = read_queue_state(store.client, "ktq").topics[TOPIC]
     assert state.oldest_ready_age_s is not None and state.oldest_ready_age_s >= 0.09
+
+
+def test_claim_buries_a_task_with_corrupt_counters_and_keeps_the_others(store: RedisStore) -> None:
+    store.enqueue(TOPIC, [new("ok1"), new("bad"), new("ok2")])
+    store.client.hset(store.keys(TOPIC).task("bad"), "attempts", "1.5")
+    _, rows = store.claim(TOPIC, 3, 30, "m1")
+    assert [r.id for r in rows] == ["ok1", "ok2"]
+    c = counts(store)
+    assert (c["work"], c["dead"], c["input"], c["failed"]) == (2, 1, 0, 1)
+    assert "not an integer" in store.client.hget(store.keys(TOPIC).task("bad"), "last_error")

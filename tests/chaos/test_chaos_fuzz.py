@@ -65,10 +65,6 @@ def test_fuzz_enqueue(queue_redis: RedisProc, figures: dict[str, Any]) -> None:
     print(figures)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core bug: Manager._encode catches TypeError/ValueError, but json.dumps raises "
-    "RecursionError on a payload nested deeper than the recursion limit, so enqueue fails "
-    "with a bare RecursionError instead of PayloadError"))
 def test_enqueue_refuses_deep_nesting_with_payload_error(queue_redis: RedisProc) -> None:
     with pytest.raises(PayloadError, match="not JSON-serialisable"):
         Manager(queue_redis.url).enqueue("fuzz", nested(5000))
@@ -118,11 +114,7 @@ def test_fuzz_raw_task_hashes(queue_redis: RedisProc, ledger: Ledger, pool: Work
     assert pool.terminate_all() == {worker.pid: 0}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core bug: Task.from_claim catches ValueError/TypeError but json.loads raises "
-    "RecursionError on a deeply nested payload; it escapes _start_attempt, stops the claim "
-    "loop and the worker exits 1 (the task, leased, is retried until dead by lease expiry, "
-    "killing one worker per attempt)"))
+# Found by this suite: RecursionError from json.loads used to escape and stop the worker.
 def test_deeply_nested_payload_goes_dead_without_crashing_the_worker(
         queue_redis: RedisProc, ledger: Ledger, pool: WorkerPool) -> None:
     r = redis.Redis(port=queue_redis.port)

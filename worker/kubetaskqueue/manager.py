@@ -120,10 +120,8 @@ class Manager:
         check_topic(topic)
         if not isinstance(num_retries, int) or isinstance(num_retries, bool) or num_retries < 0:
             raise ValueError(f"num_retries must be an int >= 0, got {num_retries!r}")
-        if delay_s is not None and not delay_s >= 0:
-            raise ValueError(f"delay_s must be >= 0, got {delay_s!r}")
-        if timeout_s is not None and not timeout_s > 0:
-            raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
+        _check_seconds("delay_s", delay_s, allow_zero=True)
+        _check_seconds("timeout_s", timeout_s, allow_zero=False)
         encoded = [self._encode(topic, p) for p in payloads]
         ids = task_ids if task_ids is not None else [uuid.uuid4().hex for _ in encoded]
         _check_ids(ids, len(encoded))
@@ -140,7 +138,7 @@ class Manager:
     def _encode(self, topic: str, payload: Any) -> str:
         try:
             body = json.dumps(payload, allow_nan=False, separators=(",", ":"))
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             raise PayloadError(
                 f"payload for topic {topic!r} is not JSON-serialisable: {exc}") from exc
         size = len(body.encode())
@@ -161,7 +159,6 @@ class Manager:
         if not self._processors:
             raise ConfigError("no processors registered: use @manager.processor(topic)")
         self.id = f"{self.settings.pod_name}-{uuid.uuid4().hex[:8]}"
-        self._stop_requested.clear()
         self._runner = Runner(self.settings, self.store, dict(self._processors), self.backoff,
                               self.id, self.metrics)
         self._runner.start(burst=burst)
@@ -184,10 +181,17 @@ class Manager:
 
         ``burst=True`` returns once this manager's topics are empty instead.
         """
-        self.start(burst=burst)
+        # Handlers go in before the first claim: a SIGTERM right after start must
+        # release tasks, not kill the process with them leased.
+        self._stop_requested.clear()
+        restore = self._install_signal_handlers()
+        try:
+            self.start(burst=burst)
+        except BaseException:
+            restore()
+            raise
         runner = self._runner
         assert runner is not None
-        restore = self._install_signal_handlers(runner)
         try:
             while not (self._stop_requested.is_set() or runner.claim_loop_done.is_set()):
                 self._stop_requested.wait(0.5)
@@ -212,19 +216,22 @@ class Manager:
             return False, "Redis unreachable"
         return True, "ready"
 
-    def _install_signal_handlers(self, runner: Runner) -> Callable[[], None]:
+    def _install_signal_handlers(self) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():
             return lambda: None
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
             name = signal.Signals(signum).name
+            runner = self._runner
             if self._stop_requested.is_set():
                 log.warning("%s again: releasing in-flight tasks now", name)
-                runner.force()
+                if runner is not None:
+                    runner.force()
                 return
             log.info("%s received: no new tasks; finishing in-flight ones within %.0fs "
                      "(send again to release them now)", name, self.settings.shutdown_grace_s)
-            runner.request_stop()
+            if runner is not None:
+                runner.request_stop()
             self._stop_requested.set()
 
         previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -244,6 +251,15 @@ class Manager:
             return read_queue_state(self.store.client, self.settings.namespace).as_stats()
         except redis.RedisError as exc:
             raise _unavailable(self.settings.redis_url, exc) from exc
+
+
+def _check_seconds(name: str, value: object, *, allow_zero: bool) -> None:
+    if value is None:
+        return
+    if not isinstance(value, int | float) or isinstance(value, bool) or not (
+            value >= 0 if allow_zero else value > 0) or value == float("inf"):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number of seconds {bound}, got {value!r}")
 
 
 def _check_ids(ids: list[str], count: int) -> None:

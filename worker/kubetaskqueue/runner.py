@@ -407,7 +407,11 @@ class Runner:
                     by_topic.setdefault(task.topic, []).append((task.id, task.lease_token))
             busy = len(self._inflight)
         for topic, leases in by_topic.items():
-            for lost in self.store.extend(topic, leases, self.settings.lease_ttl_s):
+            lost_ids = self.store.extend(topic, leases, self.settings.lease_ttl_s)
+            with self._cond:  # settled since the snapshot (acked, failed, released): not lost
+                lost_ids = [i for i in lost_ids
+                            if (a := self._inflight.get((topic, i))) and not a.settled]
+            for lost in lost_ids:
                 log.warning("lost the lease of task %s in %r (expired while this manager could "
                             "not renew it); its result will be refused", lost, topic)
         self.store.heartbeat_manager(self.manager_id, {

@@ -152,7 +152,7 @@ class RedisStore:
         """Lease up to ``max_count`` ready tasks; also report when the next scheduled one is due."""
         k = self.keys(topic)
         next_due, rows = self._run(
-            "claim", [k.input, k.scheduled, k.work, k.stats],
+            "claim", [k.input, k.scheduled, k.work, k.stats, k.dead],
             [k.task_prefix, max_count, lease_ttl_s, owner, defaults.PROMOTE_LIMIT],
         )
         due_in = float(next_due)

@@ -45,6 +45,6 @@ class Task:
                        timeout_s=timeout, ready_at=float(row.ready_at),
                        claimed_at=float(row.claimed_at),
                        lease_token=row.token)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, RecursionError) as exc:  # json.loads on deep nesting
             raise MalformedTaskError(
                 f"task {row.id} in topic {topic!r} is malformed: {exc}") from exc

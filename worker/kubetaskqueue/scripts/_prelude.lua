@@ -9,6 +9,11 @@ local function fmt(x)
   return string.format('%.6f', x)
 end
 
+-- A hash field HINCRBY accepts: missing, or a base-10 integer.
+local function is_integer(v)
+  return v == false or string.match(v, '^%-?%d+$') ~= nil
+end
+
 -- True when `id` is in work and its lease token is still `token`.
 local function holds_lease(work, key, id, token)
   return redis.call('ZSCORE', work, id) and redis.call('HGET', key, 'token') == token

@@ -1,9 +1,11 @@
 -- claim: promote due scheduled tasks, then lease up to `max` ready tasks.
--- KEYS: 1 input, 2 scheduled, 3 work, 4 stats
+-- KEYS: 1 input, 2 scheduled, 3 work, 4 stats, 5 dead
 -- ARGV: 1 task key prefix, 2 max, 3 lease ttl seconds, 4 owner (manager id), 5 promote limit
 -- Returns {seconds until the next scheduled task is due or -1, claimed}
 -- where claimed is a list of {id, token, attempts, payload, num_retries, timeout_s,
 -- enqueued_at, ready_at, claimed_at}. Each claim bumps the task's fencing token.
+-- A task hash whose counters are not integers (edited by hand) goes dead at once:
+-- HINCRBY would fail mid-script and strand the tasks claimed before it.
 local prefix, max, ttl, owner = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local now = now_s()
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[5]))
@@ -16,8 +18,16 @@ while #claimed < max do
   local id = redis.call('LPOP', KEYS[1])
   if not id then break end
   local key = prefix .. id
+  local counters = redis.call('HMGET', key, 'token', 'attempts')
   -- An id without a task hash was purged meanwhile; dropping it loses nothing.
-  if redis.call('EXISTS', key) == 1 then
+  if redis.call('EXISTS', key) == 0 then
+    -- nothing to do
+  elseif not (is_integer(counters[1]) and is_integer(counters[2])) then
+    redis.call('LPUSH', KEYS[5], id)
+    redis.call('HSET', key, 'last_error', 'malformed task: token or attempts is not an integer',
+      'failed_at', fmt(now), 'dead_at', fmt(now))
+    redis.call('HINCRBY', KEYS[4], 'failed', 1)
+  else
     local token = redis.call('HINCRBY', key, 'token', 1)
     local attempts = redis.call('HINCRBY', key, 'attempts', 1)
     redis.call('HSET', key, 'owner', owner, 'claimed_at', fmt(now))
