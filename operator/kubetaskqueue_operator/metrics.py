@@ -1,9 +1,11 @@
 """Operator metrics, served on the operator's own ``/metrics``.
 
 prometheus-client is optional: without it ``make_metrics`` returns NullMetrics
-and the operator still scales. The queue-state collector
-(``kubetaskqueue_queue_tasks`` and friends, DESIGN.md §6) belongs to the core's
-observability work; ``register_collector`` is the seam where it plugs in.
+and the operator still scales. Queue state (``kubetaskqueue_queue_tasks`` and
+friends, DESIGN.md §6) is exported once per cluster by ``kubetaskqueue
+exporter``; the operator does not export it too (that would double every
+series). ``register_collector`` is the seam if the operator should take that
+role instead.
 """
 
 from __future__ import annotations
@@ -83,8 +85,8 @@ def make_metrics(port: int | None) -> OperatorMetrics:
 
 
 def register_collector(registry: Any) -> None:
-    """Seam for the core's queue-state collector; a no-op until that collector exists.
+    """Seam: register the core's QueueStateCollector here to make the operator the exporter.
 
-    It will register a custom collector that reads Redis at scrape time, once per
-    cluster (DESIGN.md §6), on the same ``registry`` as the operator's own metrics.
+    Left empty on purpose: a WorkerPool names a Redis per pool, and two pools on
+    one Redis would export the same series twice; the standalone exporter has one.
     """

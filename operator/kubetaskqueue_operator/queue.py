@@ -2,7 +2,7 @@
 
 The handlers call a ``QueueReader``: (redis_url, key_prefix, topics) -> QueueSnapshot.
 The real one, ``RedisQueueReader``, delegates to the core's
-``kubetaskqueue.inspect.read_queue_state`` so the Redis schema stays in one place
+``kubetaskqueue.queue_state.read_queue_state`` so the Redis schema stays in one place
 (worker/kubetaskqueue/keys.py); this module only sums and reshapes.
 """
 
@@ -67,7 +67,7 @@ class RedisQueueReader:
 
     def __call__(self, url: str, key_prefix: str, topics: tuple[str, ...] | None) -> QueueSnapshot:
         # Imported lazily: the operator's pure parts and tests do not need the core.
-        from kubetaskqueue.inspect import read_queue_state
+        from kubetaskqueue.queue_state import read_queue_state
         from kubetaskqueue.store import connect
 
         try:
