@@ -151,3 +151,44 @@ def test_policy_rejects_bad_values(kwargs: dict[str, int]) -> None:
 def test_deletion_costs_follow_in_flight_tasks() -> None:
     costs = deletion_costs(["a", "b", "c"], {"a": 3, "c": 1, "other": 9})
     assert costs == {"a": 3, "b": 0, "c": 1}
+
+
+def test_docs_worked_example_timeline() -> None:
+    """The table in docs/operator.md, poll by poll."""
+    policy = ScalePolicy(
+        target_tasks_per_replica=10,
+        min_replicas=0,
+        max_replicas=20,
+        activation_tasks=5,
+        stabilization_s=300,
+        max_step=4,
+    )
+
+    def queue(t: int) -> Observation:
+        if t < 15:
+            return Observation(input=3)
+        if t < 30:
+            return Observation(input=40, scheduled=7, scheduled_due=2)
+        if t < 45:
+            return Observation(input=35, work=10, busy_pods=4)
+        if t < 360:
+            return Observation(work=6, busy_pods=3)
+        return Observation()
+
+    current, history, rows, last_reason = 0, (), [], None
+    for t in range(0, 700, 15):
+        d = decide(policy, queue(t), current, history, t)
+        if d.desired != current or d.reason != last_reason:
+            rows.append((t, current, d.desired, d.reason))
+        current, history, last_reason = d.desired, d.history, d.reason
+    assert rows == [
+        (0, 0, 0, BELOW_ACTIVATION),
+        (15, 0, 4, SCALE_UP_LIMITED),
+        (30, 4, 5, SCALE_UP),
+        (45, 5, 5, SCALE_DOWN_STABILIZED),
+        (330, 5, 3, SCALE_DOWN),
+        (345, 3, 3, STEADY),
+        (360, 3, 3, SCALE_DOWN_STABILIZED),
+        (645, 3, 0, SCALE_DOWN),
+        (660, 0, 0, STEADY),
+    ]
