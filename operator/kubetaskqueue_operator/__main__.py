@@ -101,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_RUNTIME
 
     stop, lost = threading.Event(), threading.Event()
+    elector = None
     if not args.no_leader_election:
         identity = f"{os.environ.get('POD_NAME') or socket.gethostname()}_{uuid.uuid4().hex[:8]}"
         elector = LeaderElector(ClientLeaseApi(lease_ns, args.lease_name), identity)
@@ -125,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz",
     )
     stop.set()
+    if elector is not None and not lost.is_set():
+        elector.release()
     if lost.is_set():
         log.error("lost the leader Lease; exiting so the pod restarts and campaigns again")
         return EXIT_RUNTIME

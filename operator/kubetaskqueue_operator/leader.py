@@ -108,6 +108,15 @@ class LeaderElector:
             stop.wait(self.retry_s)
         return False
 
+    def release(self) -> None:
+        """On a clean exit, free the Lease so the next operator need not wait for expiry."""
+        try:
+            old = self.api.read()
+            if old is not None and old.holder == self.identity:
+                self.api.replace(dataclasses.replace(old, holder=None, renewed_at=None))
+        except Exception as exc:  # best effort: the Lease expires anyway
+            log.warning("leader election: could not release the Lease: %s", exc)
+
     def hold(self, lost: threading.Event, stop: threading.Event) -> None:
         """Renew until ``stop``; set ``lost`` if renewal failed for renew_deadline_s."""
         last_ok = self.clock()
@@ -156,17 +165,18 @@ class ClientLeaseApi:
         meta: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
         if record.version:
             meta["resourceVersion"] = record.version
-        renewed = _micro_time(record.renewed_at or time.time())
+        spec: dict[str, Any] = {
+            "holderIdentity": record.holder,
+            "leaseDurationSeconds": int(record.duration_s),
+            "leaseTransitions": record.transitions,
+        }
+        if record.renewed_at is not None:  # None = released
+            spec["renewTime"] = _micro_time(record.renewed_at)
         return {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
             "metadata": meta,
-            "spec": {
-                "holderIdentity": record.holder,
-                "leaseDurationSeconds": int(record.duration_s),
-                "renewTime": renewed,
-                "leaseTransitions": record.transitions,
-            },
+            "spec": spec,
         }
 
     def create(self, record: LeaseRecord) -> None:

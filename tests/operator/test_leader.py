@@ -68,3 +68,14 @@ def test_acquire_returns_false_when_stopped() -> None:
     stop = threading.Event()
     stop.set()
     assert not LeaderElector(lease, "b", clock=clock).acquire(stop)
+
+
+def test_release_lets_the_next_candidate_in_at_once() -> None:
+    lease, clock = MemoryLeaseApi(), Clock()
+    a = LeaderElector(lease, "a", clock=clock)
+    b = LeaderElector(lease, "b", clock=clock)
+    assert a.try_acquire_or_renew()
+    b.release()  # not the holder: no effect
+    assert not b.try_acquire_or_renew()
+    a.release()
+    assert b.try_acquire_or_renew()
