@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
 import time
 import uuid
 from collections import Counter
@@ -52,8 +53,7 @@ def run_demo(num_tasks: int) -> tuple[dict[str, Any], list[tuple[str, str, int]]
             payload["width"] = -1 if i % 30 == 1 else 128  # a few bad inputs end dead
         manager.enqueue(topic, payload, num_retries=3)
     manager.start(burst=True)
-    with click.progressbar(length=num_tasks, label="processing", file=click.get_text_stream(
-            "stderr")) as bar:
+    with click.progressbar(length=num_tasks, label="processing", file=sys.stderr) as bar:
         done = 0
         while done < num_tasks:
             counts = manager.stats()["topics"]
