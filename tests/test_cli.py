@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 from click.testing import CliRunner
-from kubetaskqueue import Manager
+from kubetaskqueue import Manager, Task
 from kubetaskqueue.cli import cli
 
 
@@ -124,3 +124,23 @@ def test_console_script_help_lists_examples() -> None:
     out = subprocess.run([sys.executable, "-m", "kubetaskqueue", "--help"], capture_output=True,
                          text=True, check=True).stdout
     assert "Examples:" in out and "KUBETASKQUEUE_REDIS_URL" in out
+
+
+def test_enqueue_wait_reports_completion_death_and_timeout(redis_url: str) -> None:
+    m = Manager(redis_url, poll_interval_s=0.05)
+
+    @m.processor("t")
+    def work(task: Task) -> None:
+        if task.payload == "die":
+            raise RuntimeError("no")
+
+    m.start()
+    try:
+        code, out, _ = run("--redis-url", redis_url, "enqueue", "t", '"ok"', "--wait", "10")
+        assert code == 0 and len(out.strip()) == 32
+        code, _, err = run("--redis-url", redis_url, "enqueue", "t", '"die"', "--wait", "10")
+        assert code == 1 and "died: see `kubetaskqueue dead list t`" in err
+        code, _, err = run("--redis-url", redis_url, "enqueue", "nobody", "1", "--wait", "0.3")
+        assert code == 1 and "did not finish within 0.3s" in err
+    finally:
+        m.stop()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from .store import RedisStore
 
@@ -79,3 +80,25 @@ def purge_dead(store: RedisStore, topic: str, ids: list[str], dry_run: bool = Fa
     if dry_run or not ids:
         return len(ids) if dry_run else 0
     return sum(store.dead_purge(topic, ids[i:i + _PAGE]) for i in range(0, len(ids), _PAGE))
+
+
+TaskState = Literal["pending", "completed", "dead"]
+
+
+def task_state(store: RedisStore, topic: str, task_id: str) -> TaskState:
+    """Where a task is now: acked tasks leave no trace, dead ones keep ``dead_at``."""
+    fields = store.client.hmget(store.keys(topic).task(task_id), ["id", "dead_at"])
+    if fields[0] is None:
+        return "completed"
+    return "dead" if fields[1] else "pending"
+
+
+def wait_for_task(store: RedisStore, topic: str, task_id: str, timeout_s: float,
+                  poll_s: float = 0.2) -> TaskState:
+    """Poll until the task completed or died; returns "pending" if ``timeout_s`` ran out."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        state = task_state(store, topic, task_id)
+        if state != "pending" or time.monotonic() >= deadline:
+            return state
+        time.sleep(poll_s)

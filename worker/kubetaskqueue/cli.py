@@ -18,7 +18,7 @@ import click
 import redis
 from prometheus_client import CollectorRegistry
 
-from .admin import iter_dead, purge_dead, requeue_dead, select_dead
+from .admin import iter_dead, purge_dead, requeue_dead, select_dead, wait_for_task
 from .errors import KubeTaskQueueError
 from .httpserver import start_http_server
 from .logs import configure_logging
@@ -37,6 +37,7 @@ Examples:
   kubetaskqueue demo --tasks 500
   kubetaskqueue worker myapp.tasks:manager --num-workers 16
   kubetaskqueue enqueue email '{"to": "a@b.c"}' --retries 5
+  kubetaskqueue enqueue email '{"to": "a@b.c"}' --wait 60   # a smoke test
   kubetaskqueue stats --json
   kubetaskqueue exporter --http-port 9100
   kubetaskqueue dead list email --error Timeout
@@ -197,17 +198,29 @@ def exporter(ctx: click.Context, http_port: int, topics: tuple[str, ...]) -> Non
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Seconds an attempt may run")
 @click.option("--id", "task_id", default=None, help="Task id (rejected if it exists)")
+@click.option("--wait", "wait_s", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="SECONDS",
+              help="Wait for the task: exit 0 if it completed, 1 if it died or time ran out")
 @click.pass_context
 @runtime_errors
 def enqueue(ctx: click.Context, topic: str, payload: str, retries: int, delay: float | None,
-            timeout: float | None, task_id: str | None) -> None:
+            timeout: float | None, task_id: str | None, wait_s: float | None) -> None:
     """Enqueue one task with a JSON payload; prints its id."""
     try:
         body = json.loads(payload)
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"not valid JSON: {exc}", param_hint="JSON") from exc
-    click.echo(_manager(ctx).enqueue(topic, body, num_retries=retries, delay_s=delay,
-                                     timeout_s=timeout, task_id=task_id))
+    manager = _manager(ctx)
+    task_id = manager.enqueue(topic, body, num_retries=retries, delay_s=delay,
+                              timeout_s=timeout, task_id=task_id)
+    click.echo(task_id)
+    if wait_s is None:
+        return
+    state = wait_for_task(manager.store, topic, task_id, wait_s)
+    if state == "dead":
+        _fail(f"task {task_id} died: see `kubetaskqueue dead list {topic}`")
+    if state == "pending":
+        _fail(f"task {task_id} did not finish within {wait_s:g}s")
 
 
 STATS_COLUMNS = ("input", "scheduled", "work", "dead", "enqueued", "started", "retried",
