@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -20,6 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from .admin import iter_dead, purge_dead, requeue_dead, select_dead, wait_for_task
 from .errors import KubeTaskQueueError
+from .events import Event
 from .httpserver import start_http_server
 from .logs import configure_logging
 from .manager import Manager
@@ -40,6 +42,7 @@ Examples:
   kubetaskqueue enqueue email '{"to": "a@b.c"}' --wait 60   # a smoke test
   kubetaskqueue stats --json
   kubetaskqueue exporter --http-port 9100
+  kubetaskqueue events --topic email
   kubetaskqueue dead list email --error Timeout
   kubetaskqueue dead requeue email --all --dry-run
 
@@ -251,6 +254,42 @@ def format_stats_table(data: dict[str, Any]) -> str:
         lines.append("(no topics yet)")
     lines.append(f"live managers: {data['managers']}")
     return "\n".join(lines)
+
+
+@cli.command(epilog=EPILOG)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a line")
+@click.option("--topic", "topics", multiple=True,
+              help="Only these topics (repeatable) [default: all, including new ones]")
+@click.option("--from-start", is_flag=True, help="Replay the events Redis still holds first")
+@click.option("--stats-interval", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Seconds between MANAGER_STATS events (0 = none)")
+@click.pass_context
+@runtime_errors
+def events(ctx: click.Context, as_json: bool, topics: tuple[str, ...], from_start: bool,
+           stats_interval: float) -> None:
+    """Stream task and manager events until interrupted."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    stream = _manager(ctx).watch(topics or None, from_start=from_start,
+                                 stats_interval_s=stats_interval or None)
+    try:
+        for event in stream:
+            click.echo(json.dumps(event.as_dict()) if as_json else format_event(event))
+    except KeyboardInterrupt:
+        return
+
+
+def format_event(event: Event) -> str:
+    millis = int(event.time % 1 * 1000)
+    stamp = time.strftime("%H:%M:%S", time.gmtime(event.time)) + f".{millis:03d}"
+    if event.stats is not None:
+        busy = sum(t["work"] for t in event.stats["topics"].values())
+        ready = sum(t["input"] for t in event.stats["topics"].values())
+        return (f"{stamp} {event.type} managers={event.stats['managers']} ready={ready} "
+                f"work={busy}")
+    who = event.manager or f"{event.topic} {event.task_id}"
+    attempt = f" attempt={event.attempt}" if event.attempt else ""
+    detail = f" {event.detail}" if event.detail else ""
+    return f"{stamp} {event.type} {who}{attempt}{detail}"
 
 
 @cli.group(epilog=EPILOG)

@@ -29,3 +29,5 @@ RECONNECT_MAX_S = 5.0
 # /metrics, /healthz and /readyz of a worker or exporter (Prometheus' node-exporter
 # convention); 0 turns the endpoint off.
 HTTP_PORT = 9100
+# Task events kept per topic (a capped Redis stream, ~100 bytes each); 0 = off.
+EVENTS_MAX_LEN = 10_000

@@ -14,9 +14,11 @@ its own tag. Nothing else in the code builds key names.
 | ``<ns>:{<topic>}:wake``          | list | wake-up hints for idle managers (capped)      |
 | ``<ns>:{<topic>}:stats``         | hash | the seed's five counters: enqueued, started,  |
 |                                  |      | retried, failed, completed; plus fenced       |
+| ``<ns>:{<topic>}:events``        | stream | recent task events (capped, see events.py)  |
 | ``<ns>:{<topic>}:task:<id>``     | hash | one task: see TASK_FIELDS                     |
 | ``<ns>:{managers}``              | zset | manager id -> last heartbeat (server time)    |
 | ``<ns>:{managers}:<id>``         | hash | pod, slots, busy, topics (expires)            |
+| ``<ns>:{managers}:events``       | stream | MANAGER_START / MANAGER_STOP events         |
 
 Times are Redis server seconds (``TIME``) as floats.
 """
@@ -95,6 +97,10 @@ class TopicKeys:
         return f"{self.prefix}:stats"
 
     @property
+    def events(self) -> str:
+        return f"{self.prefix}:events"
+
+    @property
     def task_prefix(self) -> str:
         """Prefix of task hashes; scripts append the id (same slot as the rest)."""
         return f"{self.prefix}:task:"
@@ -109,6 +115,10 @@ def topics_key(namespace: str) -> str:
 
 def managers_key(namespace: str) -> str:
     return f"{namespace}:{{managers}}"
+
+
+def manager_events_key(namespace: str) -> str:
+    return f"{namespace}:{{managers}}:events"
 
 
 def manager_key(namespace: str, manager_id: str) -> str:

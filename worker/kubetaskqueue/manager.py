@@ -8,7 +8,7 @@ import logging
 import signal
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from types import FrameType
 from typing import Any, TypeVar
 
@@ -16,6 +16,7 @@ import redis
 
 from .backoff import Backoff, default_backoff
 from .errors import ConfigError, KubeTaskQueueError, PayloadError, RedisUnavailableError
+from .events import Event, awatch, publish_manager_event, watch
 from .keys import check_topic
 from .metrics import WorkerMetrics
 from .queue_state import read_queue_state
@@ -74,7 +75,8 @@ class Manager:
         if self._store is None:
             client = connect(self.settings.redis_url,
                              socket_timeout_s=self.settings.poll_interval_s + 5.0)
-            self._store = RedisStore(client, self.settings.namespace)
+            self._store = RedisStore(client, self.settings.namespace,
+                                     self.settings.events_max_len)
         return self._store
 
     # -- topics ------------------------------------------------------------------
@@ -162,6 +164,9 @@ class Manager:
         self._runner = Runner(self.settings, self.store, dict(self._processors), self.backoff,
                               self.id, self.metrics)
         self._runner.start(burst=burst)
+        publish_manager_event(self.store.client, self.settings.namespace, "MANAGER_START",
+                              self.id, f"pod {self.settings.pod_name}, topics "
+                              f"{','.join(self.topics)}, {self.settings.num_workers} workers")
         log.info("manager %s started: topics %s, %d workers, lease %.0fs", self.id,
                  ", ".join(self.topics), self.settings.num_workers, self.settings.lease_ttl_s)
 
@@ -174,6 +179,8 @@ class Manager:
         grace = self.settings.shutdown_grace_s if timeout_s is None else timeout_s
         runner.stop(grace)
         self._runner = None
+        publish_manager_event(self.store.client, self.settings.namespace, "MANAGER_STOP",
+                              self.id)
         log.info("manager %s stopped", self.id)
 
     def run(self, *, burst: bool = False) -> None:
@@ -243,6 +250,15 @@ class Manager:
         return restore
 
     # -- inspecting ------------------------------------------------------------------
+
+    def watch(self, topics: Iterable[str] | None = None, **options: Any) -> Iterator[Event]:
+        """Stream task and manager events from Redis (see events.watch for options)."""
+        return watch(self.store.client, self.settings.namespace, topics, **options)
+
+    def awatch(self, topics: Iterable[str] | None = None,
+               **options: Any) -> AsyncIterator[Event]:
+        """:meth:`watch` as an async iterator."""
+        return awatch(self.store.client, self.settings.namespace, topics, **options)
 
     def stats(self) -> dict[str, Any]:
         """``{"topics": {topic: {input, scheduled, work, dead, enqueued, started, retried,

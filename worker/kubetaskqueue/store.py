@@ -99,10 +99,14 @@ class NewTask:
 
 
 class RedisStore:
-    def __init__(self, client: redis.Redis, namespace: str = defaults.NAMESPACE) -> None:
+    def __init__(self, client: redis.Redis, namespace: str = defaults.NAMESPACE,
+                 events_max_len: int = defaults.EVENTS_MAX_LEN) -> None:
         self.client = client
         self.namespace = namespace
-        self._scripts = {name: client.register_script(src) for name, src in _SCRIPTS.items()}
+        # A constant in the script text rather than an argument of every call.
+        head = f"local EVENTS_MAX_LEN = {int(events_max_len)}\n"
+        self._scripts = {name: client.register_script(head + src)
+                         for name, src in _SCRIPTS.items()}
 
     def keys(self, topic: str) -> TopicKeys:
         return TopicKeys(self.namespace, topic)
@@ -136,8 +140,8 @@ class RedisStore:
             timeout = "" if t.timeout_s is None else repr(float(t.timeout_s))
             args += [t.id, t.payload_json, t.num_retries, timeout, repr(float(t.delay_s))]
         pipe = self.client.pipeline(transaction=False)
-        self._scripts["enqueue"](keys=[k.input, k.scheduled, k.wake, k.stats], args=args,
-                                 client=pipe)
+        self._scripts["enqueue"](keys=[k.input, k.scheduled, k.wake, k.stats, k.events],
+                                 args=args, client=pipe)
         pipe.sadd(topics_key(self.namespace), topic)
         result = pipe.execute()[0]
         if int(result[0]) == 0:
@@ -152,7 +156,7 @@ class RedisStore:
         """Lease up to ``max_count`` ready tasks; also report when the next scheduled one is due."""
         k = self.keys(topic)
         next_due, rows = self._run(
-            "claim", [k.input, k.scheduled, k.work, k.stats, k.dead],
+            "claim", [k.input, k.scheduled, k.work, k.stats, k.dead, k.events],
             [k.task_prefix, max_count, lease_ttl_s, owner, defaults.PROMOTE_LIMIT],
         )
         due_in = float(next_due)
@@ -170,27 +174,27 @@ class RedisStore:
     def ack(self, topic: str, task_id: str, token: str) -> bool:
         """Delete a finished task; False when the lease was lost (fenced)."""
         k = self.keys(topic)
-        return bool(self._run("ack", [k.work, k.stats], [k.task_prefix, task_id, token]))
+        return bool(self._run("ack", [k.work, k.stats, k.events], [k.task_prefix, task_id, token]))
 
     def fail(self, topic: str, task_id: str, token: str, error: str, retry_delay_s: float,
              *, bury: bool = False) -> str:
         """Record a failed attempt; returns 'retried', 'dead' or 'fenced'."""
         k = self.keys(topic)
         return str(self._run(
-            "fail", [k.input, k.scheduled, k.work, k.dead, k.stats, k.wake],
+            "fail", [k.input, k.scheduled, k.work, k.dead, k.stats, k.wake, k.events],
             [k.task_prefix, task_id, token, error, retry_delay_s, "1" if bury else "0"],
         ))
 
     def release(self, topic: str, task_id: str, token: str) -> bool:
         k = self.keys(topic)
-        return bool(self._run("release", [k.input, k.work, k.wake],
+        return bool(self._run("release", [k.input, k.work, k.wake, k.events],
                               [k.task_prefix, task_id, token]))
 
     def reap(self, topic: str) -> tuple[int, int]:
         """Turn expired leases into failed attempts; returns (retried, dead)."""
         k = self.keys(topic)
         retried, dead = self._run(
-            "reap", [k.input, k.scheduled, k.work, k.dead, k.stats, k.wake],
+            "reap", [k.input, k.scheduled, k.work, k.dead, k.stats, k.wake, k.events],
             [k.task_prefix, defaults.REAP_LIMIT],
         )
         return int(retried), int(dead)
@@ -222,7 +226,8 @@ class RedisStore:
 
     def dead_requeue(self, topic: str, ids: list[str]) -> int:
         k = self.keys(topic)
-        return int(self._run("dead_requeue", [k.input, k.dead, k.wake], [k.task_prefix, *ids]))
+        return int(self._run("dead_requeue", [k.input, k.dead, k.wake, k.events],
+                             [k.task_prefix, *ids]))
 
     def dead_purge(self, topic: str, ids: list[str]) -> int:
         k = self.keys(topic)

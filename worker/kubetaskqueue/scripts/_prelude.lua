@@ -19,6 +19,24 @@ local function holds_lease(work, key, id, token)
   return redis.call('ZSCORE', work, id) and redis.call('HGET', key, 'token') == token
 end
 
+-- Scripts that emit events pass the topic's event stream as their LAST key.
+-- EVENTS_MAX_LEN is set by store.py in a line it puts before this prelude
+-- (0 = events off); trimming is approximate, so XADD stays O(1).
+local function last_line(text)
+  local last = ''
+  for line in string.gmatch(text, '[^\n]+') do
+    if string.match(line, '%S') then last = line end
+  end
+  return string.sub(last, 1, 300)
+end
+
+local function emit(kind, id, attempt, now, detail)
+  if EVENTS_MAX_LEN > 0 then
+    redis.call('XADD', KEYS[#KEYS], 'MAXLEN', '~', EVENTS_MAX_LEN, '*', 'type', kind, 'id', id,
+      'attempt', tostring(attempt or ''), 'time', fmt(now), 'detail', detail or '')
+  end
+end
+
 -- Make `id` ready after `delay` seconds (0 = now) and wake one idle manager: it
 -- claims the task, or learns the new earliest due time and sleeps until then.
 local function make_ready(input, scheduled, wake, key, id, now, delay)
@@ -43,10 +61,12 @@ local function settle_failure(k, key, id, now, err, delay, force_dead)
     redis.call('LPUSH', k.dead, id)
     redis.call('HSET', key, 'dead_at', fmt(now))
     redis.call('HINCRBY', k.stats, 'failed', 1)
+    emit('TASK_DEAD', id, attempts, now, last_line(err))
     return 'dead'
   end
   make_ready(k.input, k.scheduled, k.wake, key, id, now, delay)
   redis.call('HINCRBY', k.stats, 'retried', 1)
+  emit('TASK_RETRY', id, attempts, now, 'in ' .. fmt(delay) .. 's')
   return 'retried'
 end
 

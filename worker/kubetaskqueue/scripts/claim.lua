@@ -1,5 +1,5 @@
 -- claim: promote due scheduled tasks, then lease up to `max` ready tasks.
--- KEYS: 1 input, 2 scheduled, 3 work, 4 stats, 5 dead
+-- KEYS: 1 input, 2 scheduled, 3 work, 4 stats, 5 dead, 6 events
 -- ARGV: 1 task key prefix, 2 max, 3 lease ttl seconds, 4 owner (manager id), 5 promote limit
 -- Returns {seconds until the next scheduled task is due or -1, claimed}
 -- where claimed is a list of {id, token, attempts, payload, num_retries, timeout_s,
@@ -27,11 +27,13 @@ while #claimed < max do
     redis.call('HSET', key, 'last_error', 'malformed task: token or attempts is not an integer',
       'failed_at', fmt(now), 'dead_at', fmt(now))
     redis.call('HINCRBY', KEYS[4], 'failed', 1)
+    emit('TASK_DEAD', id, '', now, 'malformed task: token or attempts is not an integer')
   else
     local token = redis.call('HINCRBY', key, 'token', 1)
     local attempts = redis.call('HINCRBY', key, 'attempts', 1)
     redis.call('HSET', key, 'owner', owner, 'claimed_at', fmt(now))
     redis.call('ZADD', KEYS[3], now + ttl, id)
+    emit('TASK_START', id, attempts, now, owner)
     local f = redis.call('HMGET', key, 'payload', 'num_retries', 'timeout_s', 'enqueued_at', 'ready_at')
     claimed[#claimed + 1] = {id, tostring(token), tostring(attempts), f[1] or '', f[2] or '0',
       f[3] or '', f[4] or '0', f[5] or '0', fmt(now)}

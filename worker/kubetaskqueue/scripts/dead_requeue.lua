@@ -1,5 +1,5 @@
 -- dead_requeue: a human moves dead tasks back to input with a fresh retry budget.
--- KEYS: 1 input, 2 dead, 3 wake
+-- KEYS: 1 input, 2 dead, 3 wake, 4 events
 -- ARGV: 1 task key prefix, then ids
 -- Returns how many were requeued (ids not in dead are skipped).
 local now = now_s()
@@ -11,6 +11,7 @@ for i = 2, #ARGV do
     redis.call('HSET', key, 'attempts', 0, 'ready_at', fmt(now))
     redis.call('HDEL', key, 'dead_at')
     redis.call('RPUSH', KEYS[1], id)
+    emit('TASK_ENQUEUE', id, 0, now, 'requeued from dead')
     n = n + 1
   end
 end

@@ -1,5 +1,5 @@
 -- enqueue: store new tasks and make them ready (or scheduled when delayed).
--- KEYS: 1 input, 2 scheduled, 3 wake, 4 stats
+-- KEYS: 1 input, 2 scheduled, 3 wake, 4 stats, 5 events
 -- ARGV: 1 task key prefix, 2 topic, 3 count n,
 --       then n groups of 5: id, payload JSON, num_retries, timeout_s ('' = none), delay_s
 -- Returns {1} on success, {0, id} when a task with that id exists (nothing written).
@@ -19,6 +19,7 @@ for i = 0, n - 1 do
     'num_retries', ARGV[b + 2], 'timeout_s', ARGV[b + 3], 'attempts', 0, 'token', 0,
     'enqueued_at', fmt(now))
   make_ready(KEYS[1], KEYS[2], KEYS[3], key, id, now, delay)
+  emit('TASK_ENQUEUE', id, 0, now, delay > 0 and ('due in ' .. fmt(delay) .. 's') or '')
 end
 redis.call('HINCRBY', KEYS[4], 'enqueued', n)
 return {1}

@@ -1,0 +1,133 @@
+"""Task and manager events: published atomically by the state-move scripts, watched from Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import threading
+
+from helpers import wait_until
+from kubetaskqueue import Manager, Task
+from kubetaskqueue.events import Event
+
+
+def replay(m: Manager, stop_when: str, task_id: str) -> list[Event]:
+    """Every event the topic's stream holds, up to ``stop_when`` for ``task_id``."""
+    events: list[Event] = []
+    for event in m.watch(["t"], from_start=True, stats_interval_s=None, block_s=0.05):
+        events.append(event)
+        if event.type == stop_when and event.task_id == task_id:
+            return events
+    raise AssertionError("unreachable: watch never ends by itself")
+
+
+def test_lifecycle_events_in_order(any_url: str) -> None:
+    m = Manager(any_url, poll_interval_s=0.05)
+
+    @m.processor("t")
+    def work(task: Task) -> None:
+        if task.payload == "bad" and task.attempt == 1:
+            raise ValueError("first try fails")
+
+    m.enqueue("t", "ok", task_id="a")
+    m.enqueue("t", "bad", task_id="b", num_retries=1)
+    m.run(burst=True)
+    events = replay(m, "TASK_COMPLETION", "b")
+    by_task = {tid: [e.type for e in events if e.task_id == tid] for tid in ("a", "b")}
+    assert by_task["a"] == ["TASK_ENQUEUE", "TASK_START", "TASK_COMPLETION"]
+    assert by_task["b"] == ["TASK_ENQUEUE", "TASK_START", "TASK_FAILURE", "TASK_RETRY",
+                            "TASK_START", "TASK_COMPLETION"]
+    failure = next(e for e in events if e.type == "TASK_FAILURE")
+    assert failure.detail == "ValueError: first try fails" and failure.attempt == 1
+    assert [e.type for e in events if not e.topic] == ["MANAGER_START", "MANAGER_STOP"]
+    assert all(e.time > 1.7e9 for e in events)
+
+
+def test_dead_fenced_released_and_lease_expired_events(redis_url: str) -> None:
+    m = Manager(redis_url, poll_interval_s=0.05)
+    store = m.store
+    m.enqueue("t", 1, task_id="dies")
+    m.enqueue("t", 2, task_id="stale", num_retries=1)
+    m.enqueue("t", 3, task_id="kept")
+    _, rows = store.claim("t", 3, 0.05, "m1")
+    tokens = {r.id: r.token for r in rows}
+    store.fail("t", "dies", tokens["dies"], "Traceback...\nRuntimeError: boom", 0)
+    store.release("t", "kept", tokens["kept"])
+    wait_until(lambda: store.reap("t") == (1, 0))  # "stale" lost its lease
+    store.ack("t", "stale", tokens["stale"])  # the late ack is refused
+    events = replay(m, "TASK_FENCED", "stale")
+    kinds = {(e.type, e.task_id) for e in events}
+    assert {("TASK_DEAD", "dies"), ("TASK_RELEASED", "kept"), ("TASK_LEASE_EXPIRED", "stale"),
+            ("TASK_RETRY", "stale"), ("TASK_FENCED", "stale")} <= kinds
+    dead = next(e for e in events if e.type == "TASK_DEAD")
+    assert dead.detail == "RuntimeError: boom"
+
+
+def test_watch_sees_new_events_and_manager_start_stop(redis_url: str) -> None:
+    m = Manager(redis_url, poll_interval_s=0.05)
+    m.register("t", lambda task: None)
+    m.enqueue("t", "before")  # the watcher starts after this: it must not see it
+    seen: list[Event] = []
+    started = threading.Event()
+
+    def watch() -> None:
+        for event in m.watch(stats_interval_s=0.2, block_s=0.1):
+            started.set()
+            seen.append(event)
+            if event.type == "MANAGER_STOP":
+                return
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    started.wait(5)
+    m.start()
+    m.enqueue("t", "after", task_id="after")
+    wait_until(lambda: any(e.type == "TASK_COMPLETION" for e in seen))
+    m.stop()
+    thread.join(10)
+    types = [e.type for e in seen]
+    assert "MANAGER_STATS" in types and "MANAGER_START" in types and "MANAGER_STOP" in types
+    task_ids = {e.task_id for e in seen if e.type == "TASK_ENQUEUE"}
+    assert task_ids == {"after"}
+    stats = next(e for e in seen if e.type == "MANAGER_STATS").stats
+    assert stats is not None and "t" in stats["topics"]
+
+
+def test_awatch_is_an_async_iterator(redis_url: str) -> None:
+    m = Manager(redis_url)
+    m.enqueue("t", 1, task_id="x")
+
+    async def first() -> Event:
+        async for event in m.awatch(["t"], from_start=True, stats_interval_s=None, block_s=0.1):
+            return event
+        raise AssertionError("no event")
+
+    event = asyncio.run(first())
+    assert (event.type, event.task_id) == ("TASK_ENQUEUE", "x")
+
+
+def test_events_can_be_turned_off(redis_url: str) -> None:
+    m = Manager(redis_url)
+    m.configure(events_max_len=0)
+    m.enqueue("t", 1)
+    assert not m.store.client.exists(m.store.keys("t").events)
+
+
+def test_events_cli_json_lines(redis_url: str) -> None:
+    Manager(redis_url).enqueue("t", {"a": 1}, task_id="cli")
+    proc = subprocess.Popen([sys.executable, "-m", "kubetaskqueue", "--redis-url", redis_url,
+                             "events", "--json", "--from-start", "--stats-interval", "0"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        event = json.loads(proc.stdout.readline())
+        assert (event["type"], event["topic"], event["task_id"], event["attempt"]) == (
+            "TASK_ENQUEUE", "t", "cli", 0)
+        assert event["time"] > 1.7e9
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()

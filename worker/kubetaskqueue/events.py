@@ -1,0 +1,136 @@
+"""Task and manager events: what happened, streamed from Redis so any pod can watch.
+
+Every state-move script appends an event to its topic's capped stream
+(``<ns>:{<topic>}:events``) in the same atomic step as the move, so watchers
+see exactly what happened and the hot path pays no extra round trip. A stream
+rather than pub/sub: a watcher that reconnects resumes where it was, and a
+dashboard can show the last minutes right after it opens. Managers add
+MANAGER_START / MANAGER_STOP to ``<ns>:{managers}:events``; MANAGER_STATS is
+made by the watcher itself every ``stats_interval_s`` (as in the seed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import redis
+
+from .keys import TopicKeys, manager_events_key
+from .queue_state import known_topics, read_queue_state
+
+log = logging.getLogger("kubetaskqueue")
+
+TASK_EVENTS = ("TASK_ENQUEUE", "TASK_START", "TASK_RETRY", "TASK_COMPLETION", "TASK_FAILURE",
+               "TASK_DEAD", "TASK_RELEASED", "TASK_LEASE_EXPIRED", "TASK_FENCED")
+MANAGER_EVENTS = ("MANAGER_START", "MANAGER_STOP", "MANAGER_STATS")
+
+_MANAGER_EVENTS_MAX_LEN = 1000
+_DISCOVERY_INTERVAL_S = 2.0  # how soon a watcher of all topics notices a new one
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str
+    time: float  # Redis server time, seconds since the epoch
+    topic: str = ""
+    task_id: str = ""
+    attempt: int | None = None
+    detail: str = ""  # error line, retry delay, owning manager, ...
+    manager: str = ""  # MANAGER_* events
+    stats: dict[str, Any] | None = None  # MANAGER_STATS: the `stats --json` shape
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v not in ("", None)}
+
+
+def publish_manager_event(client: redis.Redis, namespace: str, kind: str,
+                          manager_id: str, detail: str = "") -> None:
+    """Best effort: a manager must start and stop even when Redis is away."""
+    try:
+        client.xadd(manager_events_key(namespace),
+                    {"type": kind, "manager": manager_id, "detail": detail},
+                    maxlen=_MANAGER_EVENTS_MAX_LEN, approximate=True)
+    except redis.RedisError as exc:
+        log.debug("could not publish %s: %s", kind, exc)
+
+
+def _parse(stream: str, entry_id: str, fields: dict[str, str], topics_by_stream: dict[str, str]
+           ) -> Event:
+    millis = int(entry_id.split("-", 1)[0])
+    try:
+        stamp = float(fields.get("time") or millis / 1000)
+    except ValueError:
+        stamp = millis / 1000
+    attempt = fields.get("attempt", "")
+    return Event(type=fields.get("type", "?"), time=stamp,
+                 topic=topics_by_stream.get(stream, ""), task_id=fields.get("id", ""),
+                 attempt=int(attempt) if attempt.lstrip("-").isdigit() else None,
+                 detail=fields.get("detail", ""), manager=fields.get("manager", ""))
+
+
+def watch(client: redis.Redis, namespace: str, topics: Iterable[str] | None = None, *,
+          stats_interval_s: float | None = 1.0, block_s: float = 1.0,
+          from_start: bool = False) -> Iterator[Event]:
+    """Yield events as they happen (forever; stop by closing the iterator).
+
+    ``topics`` None follows every topic, including ones that appear later.
+    ``from_start`` replays what the streams still hold first.
+    """
+    follow_all = topics is None
+    names = known_topics(client, namespace) if follow_all else list(topics or ())
+    start = "0-0" if from_start else "$"
+    cursors: dict[str, str] = {manager_events_key(namespace): start}
+    topics_by_stream: dict[str, str] = {}
+
+    def follow(topic: str, since: str) -> None:
+        key = TopicKeys(namespace, topic).events
+        topics_by_stream[key] = topic
+        cursors.setdefault(key, since)
+
+    for name in names:
+        follow(name, start)
+    cursors = {key: _resolve(client, key, cursor) for key, cursor in cursors.items()}
+    next_stats = next_discovery = time.monotonic()
+    while True:
+        now = time.monotonic()
+        if follow_all and now >= next_discovery:
+            next_discovery = now + _DISCOVERY_INTERVAL_S
+            for name in known_topics(client, namespace):  # new topics: from their first event
+                follow(name, "0-0")
+        if stats_interval_s is not None and now >= next_stats:
+            next_stats = now + stats_interval_s
+            state = read_queue_state(client, namespace, None if follow_all else names)
+            yield Event(type="MANAGER_STATS", time=state.redis_time, stats=state.as_stats())
+        replies: list[tuple[str, list[tuple[str, dict[str, str]]]]] | None
+        replies = client.xread(cursors, block=max(1, int(block_s * 1000)),  # type: ignore[arg-type,assignment]
+                               count=500)
+        for stream, entries in replies or []:
+            for entry_id, fields in entries:
+                cursors[stream] = entry_id
+                yield _parse(stream, entry_id, fields, topics_by_stream)
+
+
+def _resolve(client: redis.Redis, key: str, cursor: str) -> str:
+    """Turn "$" into the stream's current last id, so a later XREAD misses nothing."""
+    if cursor != "$":
+        return cursor
+    last = client.xrevrange(key, count=1)
+    return str(last[0][0]) if last else "0-0"
+
+
+async def awatch(client: redis.Redis, namespace: str, topics: Iterable[str] | None = None,
+                 **options: Any) -> AsyncIterator[Event]:
+    """:func:`watch` for asyncio code: each blocking read runs in a worker thread."""
+    events = watch(client, namespace, topics, **options)
+    done = object()
+    while True:
+        event = await asyncio.to_thread(next, events, done)
+        if event is done:
+            return
+        assert isinstance(event, Event)
+        yield event
