@@ -1,0 +1,96 @@
+"""Pre-delete hook of the chart: delete this release's WorkerPools while the operator runs.
+
+Helm deletes a release's Deployments before its custom resources, so without this
+hook the operator would be gone when the WorkerPools are deleted and they would stay
+Terminating forever on its finalizer. The operator, still running, stops each pool's
+daemon and removes the finalizer. Pools still present after TIMEOUT_S (no operator
+running, e.g. it crashed) get the finalizer removed here, so uninstall never hangs.
+
+Runs in the kubetaskqueue image (``python -c``, the kubernetes client is installed).
+Environment: POD_NAMESPACE, POOL_SELECTOR (label selector), TIMEOUT_S.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+GROUP, VERSION, PLURAL = "kubetaskqueue.io", "v1alpha1", "workerpools"
+FINALIZER = "kubetaskqueue.io/operator"
+POLL_S = 2.0
+
+
+def _names(api: Any, namespace: str, selector: str) -> list[str]:
+    found = api.list_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, label_selector=selector
+    )
+    return sorted(item["metadata"]["name"] for item in found.get("items", []))
+
+
+def _status(exc: Exception) -> int | None:
+    return getattr(exc, "status", None)
+
+
+def delete_pools(
+    api: Any,
+    namespace: str,
+    selector: str,
+    timeout_s: float,
+    say: Callable[[str], None] = print,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[str]:
+    """Delete the pools, wait for the operator to release them; return those forced."""
+    for name in _names(api, namespace, selector):
+        say(f"deleting WorkerPool {namespace}/{name}")
+        try:
+            api.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        except Exception as exc:
+            if _status(exc) != 404:
+                raise
+    deadline = clock() + timeout_s
+    remaining = _names(api, namespace, selector)
+    while remaining and clock() < deadline:
+        sleep(POLL_S)
+        remaining = _names(api, namespace, selector)
+    forced = []
+    for name in remaining:
+        pool = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        finalizers = pool["metadata"].get("finalizers") or []
+        if FINALIZER not in finalizers:
+            continue
+        say(f"WorkerPool {namespace}/{name} still there after {timeout_s:g}s "
+            f"(is the operator running?): removing finalizer {FINALIZER}")
+        try:
+            api.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name,
+                {"metadata": {"finalizers": [f for f in finalizers if f != FINALIZER]}},
+                _content_type="application/merge-patch+json",
+            )
+        except Exception as exc:
+            if _status(exc) != 404:
+                raise
+        forced.append(name)
+    return forced
+
+
+def main() -> int:
+    from kubernetes import client, config
+
+    config.load_incluster_config()
+    namespace = os.environ["POD_NAMESPACE"]
+    delete_pools(
+        client.CustomObjectsApi(),
+        namespace,
+        os.environ["POOL_SELECTOR"],
+        float(os.environ.get("TIMEOUT_S", "60")),
+    )
+    print("no WorkerPool of this release is left")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
