@@ -376,5 +376,39 @@ def demo(tasks: int) -> None:
         click.echo(f"dead in {topic}: {count} x {reason}")
 
 
+@cli.command(epilog="""\b
+Examples:
+  kubetaskqueue dashboard --host 127.0.0.1      # then open http://127.0.0.1:8080/
+  KUBETASKQUEUE_DASHBOARD_TOKEN=$(openssl rand -hex 32) \\
+    kubetaskqueue dashboard --allow-actions
+""")
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True,
+              envvar="KUBETASKQUEUE_DASHBOARD_PORT", show_envvar=True, help="Port of the page")
+@click.option("--host", default="0.0.0.0", show_default=True,
+              envvar="KUBETASKQUEUE_DASHBOARD_HOST", show_envvar=True,
+              help="Address to listen on (127.0.0.1 = this machine only)")
+@click.option("--allow-actions", is_flag=True, envvar="KUBETASKQUEUE_DASHBOARD_ALLOW_ACTIONS",
+              show_envvar=True,
+              help="Allow requeue and purge, for requests with the bearer token in "
+                   "KUBETASKQUEUE_DASHBOARD_TOKEN")
+@click.pass_context
+@runtime_errors
+def dashboard(ctx: click.Context, port: int, host: str, allow_actions: bool) -> None:
+    """Serve the web dashboard: live topics and managers, dead tasks (read-only by default)."""
+    from .dashboard import INSTALL_HINT, TOKEN_MIN_CHARS, missing_dependencies
+
+    missing = missing_dependencies()
+    if missing:
+        _fail(f"the dashboard needs {' and '.join(missing)}: {INSTALL_HINT}")
+    token = os.environ.get("KUBETASKQUEUE_DASHBOARD_TOKEN", "").strip() or None
+    if allow_actions and (token is None or len(token) < TOKEN_MIN_CHARS):
+        raise click.UsageError(
+            f"--allow-actions needs a bearer token of at least {TOKEN_MIN_CHARS} characters "
+            "in KUBETASKQUEUE_DASHBOARD_TOKEN (e.g. $(openssl rand -hex 32))")
+    from .dashboard.server import serve
+
+    serve(_manager(ctx), host=host, port=port, allow_actions=allow_actions, token=token)
+
+
 def main() -> None:
     cli(prog_name="kubetaskqueue")
