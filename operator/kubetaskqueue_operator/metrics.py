@@ -17,13 +17,13 @@ log = logging.getLogger(__name__)
 
 
 class OperatorMetrics(Protocol):
-    def desired(self, pool: str, replicas: int) -> None: ...
+    def desired(self, pool: str, replicas: int, max_replicas: int) -> None: ...
 
     def scaled(self, pool: str, direction: str) -> None: ...
 
 
 class NullMetrics:
-    def desired(self, pool: str, replicas: int) -> None:
+    def desired(self, pool: str, replicas: int, max_replicas: int) -> None:
         pass
 
     def scaled(self, pool: str, direction: str) -> None:
@@ -35,10 +35,12 @@ class RecordingMetrics:
 
     def __init__(self) -> None:
         self.desired_by_pool: dict[str, int] = {}
+        self.max_by_pool: dict[str, int] = {}
         self.scales: list[tuple[str, str]] = []
 
-    def desired(self, pool: str, replicas: int) -> None:
+    def desired(self, pool: str, replicas: int, max_replicas: int) -> None:
         self.desired_by_pool[pool] = replicas
+        self.max_by_pool[pool] = max_replicas
 
     def scaled(self, pool: str, direction: str) -> None:
         self.scales.append((pool, direction))
@@ -54,6 +56,12 @@ class PrometheusMetrics:
             ["workerpool"],
             registry=registry,
         )
+        self._max = Gauge(
+            "kubetaskqueue_operator_max_replicas",
+            "spec.maxReplicas of a WorkerPool (the alert on a pool pinned at max compares).",
+            ["workerpool"],
+            registry=registry,
+        )
         self._scales = Counter(
             "kubetaskqueue_operator_scale",  # exported as ..._scale_total
             "Scale operations the operator applied.",
@@ -61,8 +69,9 @@ class PrometheusMetrics:
             registry=registry,
         )
 
-    def desired(self, pool: str, replicas: int) -> None:
+    def desired(self, pool: str, replicas: int, max_replicas: int) -> None:
         self._desired.labels(workerpool=pool).set(replicas)
+        self._max.labels(workerpool=pool).set(max_replicas)
 
     def scaled(self, pool: str, direction: str) -> None:
         self._scales.labels(workerpool=pool, direction=direction).inc()
