@@ -34,7 +34,7 @@ def main() -> None:
     redis = RedisServer()
     probe_dir = tempfile.mkdtemp(prefix="bench-probe-")
     env = dict(os.environ, BENCH_REDIS_URL=redis.url, BENCH_CONC=str(args.conc),
-               BENCH_SLEEP_S="0", BENCH_PROBE_DIR=probe_dir, PYTHONPATH=REPO)
+               BENCH_SLEEP_S="0", BENCH_PROBE_DIR=probe_dir, PYTHONPATH=REPO)  # the working tree
     spy = None
     try:
         subprocess.run([sys.executable, "-m", "bench.enqueue", "kubetaskqueue", "batch",

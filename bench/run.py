@@ -36,7 +36,9 @@ QUICK = {"w1": 2_000, "w2": 300, "single": 500, "lat": 100, "idle_s": 3.0, "runs
 
 
 class Bench:
-    def __init__(self, redis: RedisServer, sizes: dict[str, Any], logdir: str) -> None:
+    def __init__(self, redis: RedisServer, sizes: dict[str, Any], logdir: str,
+                 ktq_src: str | None) -> None:
+        self.ktq_src = ktq_src  # a frozen copy of worker/ put first on sys.path, or None
         self.redis = redis
         self.sizes = sizes
         self.logdir = logdir
@@ -47,7 +49,9 @@ class Bench:
         env = dict(os.environ)
         env.update(BENCH_REDIS_URL=self.redis.url, BENCH_CONC=str(conc),
                    BENCH_SLEEP_S=str(sleep_s), BENCH_PROBE_DIR=probe_dir,
-                   PYTHONPATH=REPO + os.pathsep + env.get("PYTHONPATH", ""))
+                   PYTHONPATH=os.pathsep.join(
+                       [*([self.ktq_src] if self.ktq_src else []), REPO,
+                        env.get("PYTHONPATH", "")]))
         return env
 
     def _enqueue(self, peer: Peer, mode: str, n: int) -> float:
@@ -228,6 +232,21 @@ def machine() -> dict[str, Any]:
     }
 
 
+def freeze_worker(dest: str) -> str:
+    """Copy worker/ as committed at HEAD into ``dest``; returns the commit.
+
+    Other engineers commit to the core while a 30-minute run goes on; an
+    editable install would mix versions between runs, so every worker process
+    imports this frozen copy instead (``--worktree`` measures the working tree).
+    """
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
+                            text=True, check=True).stdout.strip()
+    archive = subprocess.run(["git", "archive", commit, "worker"], cwd=REPO,
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", dest], input=archive, check=True)
+    return commit
+
+
 def loadavg() -> str:
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])
@@ -319,6 +338,8 @@ def main() -> None:
     ap.add_argument("--conc", action="append", default=[], metavar="PEER=N",
                     help="override a peer's tasks in flight per process for W1 (repeatable)")
     ap.add_argument("--only", help="comma-separated steps: enqueue,w1x1,w1x2,w1x4,w2,latency")
+    ap.add_argument("--worktree", action="store_true",
+                    help="run kubetaskqueue from the working tree instead of a copy of HEAD")
     ap.add_argument("--out", default=os.path.join(REPO, "bench", "results", "latest.json"))
     args = ap.parse_args()
     sizes = dict(QUICK if args.quick else FULL)
@@ -336,13 +357,20 @@ def main() -> None:
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     logdir = tempfile.mkdtemp(prefix="bench-logs-")
     info = machine()
+    ktq_src = None
+    if not args.worktree:
+        frozen = tempfile.mkdtemp(prefix="bench-ktq-")
+        info["kubetaskqueue_commit"] = freeze_worker(frozen)
+        ktq_src = os.path.join(frozen, "worker")
+    else:
+        info["kubetaskqueue_commit"] = "working tree"
     redis = RedisServer()
     info["redis"] = redis.version
     print(f"redis {redis.version} on port {redis.port}; worker logs in {logdir}", file=sys.stderr)
     results: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
     loads = []
     try:
-        bench = Bench(redis, sizes, logdir)
+        bench = Bench(redis, sizes, logdir, ktq_src)
         for run in range(sizes["runs"]):
             loads.append({"run": run + 1, "load_before": loadavg()})
             print(f"run {run + 1}/{sizes['runs']} (load {loads[-1]['load_before']})",
