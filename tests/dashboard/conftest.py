@@ -29,9 +29,13 @@ def _browser_missing(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """Headless Chromium from Debian (/usr/bin/chromium); Playwright never downloads one."""
+    """Headless Chromium from Debian (/usr/bin/chromium); Playwright never downloads one.
+
+    Module scope, not session: Playwright's sync API keeps an asyncio loop running on
+    the main thread while it is open, which would break later tests' asyncio.run().
+    """
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None:
         _browser_missing("chromium not found (apt-get install chromium chromium-driver)")
