@@ -59,13 +59,17 @@ FILES = {
     "redis-configmap.yaml": "redis.yaml",
     "redis-service.yaml": "redis.yaml",
     "redis-statefulset.yaml": "redis.yaml",
+    "dashboard-secret.yaml": "dashboard.yaml",
+    "dashboard-deployment.yaml": "dashboard.yaml",
+    "dashboard-service.yaml": "dashboard.yaml",
+    "dashboard-ingress.yaml": "dashboard.yaml",
     "networkpolicy-redis.yaml": "networkpolicy.yaml",
     "networkpolicy-components.yaml": "networkpolicy.yaml",
 }
 # Order of kustomization.yaml's resources (namespace and CRD first, the pool last).
 ORDER = [
     "namespace.yaml", "crd-workerpool.yaml", "rbac.yaml", "redis.yaml", "operator.yaml",
-    "exporter.yaml", "worker.yaml", "networkpolicy.yaml", "workerpool.yaml",
+    "exporter.yaml", "dashboard.yaml", "worker.yaml", "networkpolicy.yaml", "workerpool.yaml",
 ]
 HELM_LABELS = ("helm.sh/chart", "app.kubernetes.io/managed-by")
 HEADER = (
@@ -130,7 +134,7 @@ def generate() -> dict[Path, str]:
             grouped.setdefault(FILES[template], []).append(doc)
     # Within a file, dependencies first (a ConfigMap before the pods that mount it).
     kind_order = ["Namespace", "ServiceAccount", "Role", "RoleBinding", "Secret", "ConfigMap",
-                  "Service", "StatefulSet", "Deployment", "PodDisruptionBudget",
+                  "Service", "StatefulSet", "Deployment", "Ingress", "PodDisruptionBudget",
                   "NetworkPolicy", "WorkerPool"]
     out: dict[Path, str] = {}
     for name, docs in grouped.items():

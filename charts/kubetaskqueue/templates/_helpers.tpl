@@ -46,6 +46,12 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "kubetaskqueue.exporterName" -}}{{ include "kubetaskqueue.fullname" . }}-exporter{{- end }}
 {{- define "kubetaskqueue.redisName" -}}{{ include "kubetaskqueue.fullname" . }}-redis{{- end }}
 {{- define "kubetaskqueue.uninstallName" -}}{{ include "kubetaskqueue.fullname" . }}-uninstall{{- end }}
+{{- define "kubetaskqueue.dashboardName" -}}{{ include "kubetaskqueue.fullname" . }}-dashboard{{- end }}
+
+{{/* The Secret holding the dashboard's bearer token: yours, or the one the chart creates. */}}
+{{- define "kubetaskqueue.dashboardTokenSecretName" -}}
+{{- default (include "kubetaskqueue.dashboardName" .) .Values.dashboard.token.existingSecret }}
+{{- end }}
 
 {{/* The kubetaskqueue image (operator, exporter, hooks, test). */}}
 {{- define "kubetaskqueue.image" -}}

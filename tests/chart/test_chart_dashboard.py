@@ -1,0 +1,246 @@
+"""The dashboard toggle: Deployment, Service, token Secret, Ingress, NetworkPolicy, NOTES."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from chartrender import (
+    CHART,
+    NAMESPACE,
+    RELEASE,
+    TOGGLES,
+    chart,
+    container,
+    env,
+    find,
+    helm_python,
+    notes,
+    one,
+    pod_spec,
+    render,
+)
+
+DASHBOARD = f"{RELEASE}-kubetaskqueue-dashboard"
+REDIS_SECRET = f"{RELEASE}-kubetaskqueue-redis"
+ON = {"dashboard": {"enabled": True}}
+ACTIONS = {"dashboard": {"enabled": True, "allowActions": True}}
+
+
+def dashboard_objects(values: dict[str, Any]) -> list[dict[str, Any]]:
+    return [o for o in render(values)
+            if o["metadata"]["labels"]["app.kubernetes.io/component"] == "dashboard"]
+
+
+def test_off_by_default() -> None:
+    assert chart().values["dashboard"]["enabled"] is False
+    assert dashboard_objects({}) == []
+    assert "dashboard" not in notes()
+
+
+def test_read_only_dashboard_is_a_deployment_and_a_service_without_a_token() -> None:
+    objs = dashboard_objects(ON)
+    assert sorted(o["kind"] for o in objs) == ["Deployment", "Service"]
+    deploy = one(objs, "Deployment", DASHBOARD)
+    c = container(deploy)
+    assert c["name"] == "dashboard"
+    assert c["command"] == ["kubetaskqueue", "dashboard", "--host=0.0.0.0", "--port=8080"]
+    assert c["image"] == f"ghcr.io/kubetaskqueue/kubetaskqueue:{chart().metadata['appVersion']}"
+    variables = env(c)
+    assert variables["KUBETASKQUEUE_REDIS_URL"] == {
+        "secretKeyRef": {"name": REDIS_SECRET, "key": "url"}}
+    assert variables["KUBETASKQUEUE_NAMESPACE"] == "kubetaskqueue"
+    assert "KUBETASKQUEUE_DASHBOARD_TOKEN" not in variables
+    assert c["ports"] == [{"name": "http", "containerPort": 8080}]
+    assert c["readinessProbe"] == {"httpGet": {"path": "/healthz", "port": "http"},
+                                   "periodSeconds": 10}
+    assert c["livenessProbe"] == {"httpGet": {"path": "/healthz", "port": "http"},
+                                  "initialDelaySeconds": 10, "periodSeconds": 20}
+    assert c["resources"] == {"requests": {"cpu": "20m", "memory": "64Mi"},
+                              "limits": {"memory": "128Mi"}}
+    assert deploy["spec"]["replicas"] == 1
+    service = one(objs, "Service", DASHBOARD)
+    assert service["spec"]["type"] == "ClusterIP"
+    assert service["spec"]["ports"] == [{"name": "http", "port": 8080, "targetPort": "http",
+                                         "protocol": "TCP"}]
+    selector = deploy["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["selector"] == selector
+    assert selector["app.kubernetes.io/component"] == "dashboard"
+    assert deploy["spec"]["template"]["metadata"]["labels"] == selector
+
+
+def test_dashboard_pod_is_locked_down_like_the_exporter() -> None:
+    deploy = one(render(ON), "Deployment", DASHBOARD)
+    exporter = one(render(ON), "Deployment", f"{RELEASE}-kubetaskqueue-exporter")
+    spec, ref = pod_spec(deploy), pod_spec(exporter)
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["securityContext"] == ref["securityContext"]
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    c = container(deploy)
+    assert c["securityContext"] == container(exporter)["securityContext"]
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["securityContext"]["allowPrivilegeEscalation"] is False
+    assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert c["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert spec["volumes"] == [{"name": "tmp", "emptyDir": {}}]
+
+
+def test_actions_take_the_token_from_the_generated_secret() -> None:
+    objs = dashboard_objects(ACTIONS)
+    assert sorted(o["kind"] for o in objs) == ["Deployment", "Secret", "Service"]
+    c = container(one(objs, "Deployment", DASHBOARD))
+    assert c["command"][-1] == "--allow-actions"
+    assert env(c)["KUBETASKQUEUE_DASHBOARD_TOKEN"] == {
+        "secretKeyRef": {"name": DASHBOARD, "key": "token"}}
+    secret = one(objs, "Secret", DASHBOARD)
+    assert list(secret["data"]) == ["token"]
+    import base64
+
+    token = base64.b64decode(secret["data"]["token"]).decode()
+    assert re.fullmatch(r"[A-Za-z0-9]{48}", token)  # the CLI wants >= 16 characters
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    # Generated once: the template reuses the live Secret's token (lookup) on upgrades.
+    text = (CHART / "templates" / "dashboard-secret.yaml").read_text()
+    assert 'lookup "v1" "Secret" .Release.Namespace $name' in text
+
+
+def test_existing_secret_and_key_are_used_and_no_secret_is_created() -> None:
+    values = {"dashboard": {"enabled": True, "allowActions": True,
+                            "token": {"existingSecret": "dash-token", "secretKey": "bearer"}}}
+    objs = dashboard_objects(values)
+    assert not find(objs, "Secret")
+    c = container(one(objs, "Deployment", DASHBOARD))
+    assert env(c)["KUBETASKQUEUE_DASHBOARD_TOKEN"] == {
+        "secretKeyRef": {"name": "dash-token", "key": "bearer"}}
+    text = notes(values)
+    assert "get secret dash-token \\\n    -o jsonpath='{.data.bearer}' | base64 -d" in text
+    # A chart-made Secret uses secretKey too.
+    secret = one(dashboard_objects({"dashboard": {"enabled": True, "allowActions": True,
+                                                  "token": {"secretKey": "t"}}}), "Secret")
+    assert list(secret["data"]) == ["t"]
+
+
+def test_token_settings_are_ignored_while_read_only() -> None:
+    values = {"dashboard": {"enabled": True, "token": {"existingSecret": "dash-token"}}}
+    objs = dashboard_objects(values)
+    assert not find(objs, "Secret")
+    c = container(one(objs, "Deployment", DASHBOARD))
+    assert "--allow-actions" not in c["command"]
+    assert "KUBETASKQUEUE_DASHBOARD_TOKEN" not in env(c)
+
+
+def test_ingress_routes_host_and_path_to_the_service_with_tls() -> None:
+    assert not find(render(ACTIONS), "Ingress")
+    ingress = one(render(TOGGLES["dashboard"]), "Ingress", DASHBOARD)
+    assert ingress["apiVersion"] == "networking.k8s.io/v1"
+    spec = ingress["spec"]
+    assert spec["ingressClassName"] == "nginx"
+    assert spec["tls"] == [{"hosts": ["queues.example"], "secretName": "queues-tls"}]
+    assert spec["rules"] == [{"host": "queues.example", "http": {"paths": [{
+        "path": "/", "pathType": "Prefix",
+        "backend": {"service": {"name": DASHBOARD, "port": {"name": "http"}}}}]}}]
+    # Ingress off with the dashboard off, whatever ingress.enabled says.
+    assert not find(render({"dashboard": {"ingress": {"enabled": True}}}), "Ingress")
+
+
+def test_minimal_ingress_matches_every_host_with_the_default_class() -> None:
+    values = {"dashboard": {"enabled": True, "ingress": {
+        "enabled": True, "path": "/queues", "pathType": "ImplementationSpecific",
+        "annotations": {"nginx.ingress.kubernetes.io/proxy-buffering": "off"}}}}
+    ingress = one(render(values), "Ingress", DASHBOARD)
+    assert ingress["metadata"]["annotations"] == {
+        "nginx.ingress.kubernetes.io/proxy-buffering": "off"}
+    spec = ingress["spec"]
+    assert "ingressClassName" not in spec and "tls" not in spec
+    [rule] = spec["rules"]
+    assert "host" not in rule
+    assert rule["http"]["paths"][0]["path"] == "/queues"
+    assert rule["http"]["paths"][0]["pathType"] == "ImplementationSpecific"
+
+
+def test_service_type_port_annotations_and_pod_placement() -> None:
+    values = {"dashboard": {
+        "enabled": True, "replicas": 2,
+        "service": {"type": "NodePort", "port": 80, "annotations": {"a": "b"}},
+        "nodeSelector": {"pool": "ops"},
+        "tolerations": [{"key": "ops", "operator": "Exists", "effect": "NoSchedule"}],
+        "affinity": {"podAntiAffinity": {}},
+        "resources": {"requests": {"cpu": "50m", "memory": "100Mi"}}}}
+    objs = render(values)
+    service = one(objs, "Service", DASHBOARD)
+    assert service["spec"]["type"] == "NodePort"
+    assert service["spec"]["ports"][0]["port"] == 80
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    assert service["metadata"]["annotations"] == {"a": "b"}
+    deploy = one(objs, "Deployment", DASHBOARD)
+    assert deploy["spec"]["replicas"] == 2
+    spec = pod_spec(deploy)
+    assert spec["nodeSelector"] == {"pool": "ops"}
+    assert spec["tolerations"][0]["key"] == "ops"
+    assert spec["affinity"] == {"podAntiAffinity": {}}
+    assert container(deploy)["resources"] == {"requests": {"cpu": "50m", "memory": "100Mi"},
+                                              "limits": {"memory": "128Mi"}}
+    assert "kubectl -n jobs port-forward svc/demo-kubetaskqueue-dashboard 8080:80" in notes(
+        values)
+
+
+def test_dashboard_follows_external_redis_and_the_key_prefix() -> None:
+    values = {**TOGGLES["externalRedis.existingSecret"], **ON, "keyPrefix": "prod"}
+    c = container(one(render(values), "Deployment", DASHBOARD))
+    assert env(c)["KUBETASKQUEUE_REDIS_URL"] == {
+        "secretKeyRef": {"name": "my-redis", "key": "uri"}}
+    assert env(c)["KUBETASKQUEUE_NAMESPACE"] == "prod"
+
+
+def test_network_policy_lets_the_dashboard_serve_8080() -> None:
+    objs = render(TOGGLES["dashboard"])
+    policy = one(objs, "NetworkPolicy", DASHBOARD)
+    deploy = one(objs, "Deployment", DASHBOARD)
+    assert policy["spec"]["podSelector"]["matchLabels"] == deploy["spec"]["selector"][
+        "matchLabels"]
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert policy["spec"]["ingress"] == [{"ports": [{"port": 8080, "protocol": "TCP"}]}]
+    # Redis lets every pod of the release in, the dashboard included.
+    redis = one(objs, "NetworkPolicy", REDIS_SECRET)
+    selectors = [p["podSelector"]["matchLabels"] for p in redis["spec"]["ingress"][0]["from"]]
+    assert any(all(deploy["spec"]["template"]["metadata"]["labels"].get(k) == v
+                   for k, v in s.items()) for s in selectors)
+    # No dashboard policy without the dashboard, or without network policies.
+    assert not find(render({"networkPolicy": {"enabled": True}}), "NetworkPolicy", DASHBOARD)
+    assert not find(render(ACTIONS), "NetworkPolicy")
+
+
+def test_notes_show_port_forward_and_how_to_read_the_token() -> None:
+    read_only = notes(ON)
+    assert f"kubectl -n {NAMESPACE} port-forward svc/{DASHBOARD} 8080:8080" in read_only
+    assert "read-only" in read_only and "get secret" not in read_only
+    text = notes(ACTIONS)
+    assert (f"kubectl -n {NAMESPACE} get secret {DASHBOARD} \\\n"
+            "    -o jsonpath='{.data.token}' | base64 -d") in text
+    assert f"token Secret ({DASHBOARD}) is kept" in text
+
+
+def test_lint_strict_with_the_dashboard() -> None:
+    report = helm_python.lint(CHART, TOGGLES["dashboard"], strict=True, kube_version="v1.28.0")
+    assert report["errors"] == []
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"dashboard": {"enabeld": True}}, "additional properties 'enabeld' not allowed"),
+    ({"dashboard": {"token": {"existingSecert": "x"}}},
+     "additional properties 'existingSecert' not allowed"),
+    ({"dashboard": {"ingress": {"hosts": ["a"]}}}, "additional properties 'hosts' not allowed"),
+    ({"dashboard": {"service": {"type": "ExternalName"}}}, "/dashboard/service/type"),
+    ({"dashboard": {"service": {"port": 0}}}, "/dashboard/service/port"),
+    ({"dashboard": {"ingress": {"pathType": "prefix"}}}, "/dashboard/ingress/pathType"),
+    ({"dashboard": {"ingress": {"path": "queues"}}}, "/dashboard/ingress/path"),
+    ({"dashboard": {"allowActions": "true"}}, "/dashboard/allowActions': got string"),
+    ({"dashboard": {"ingress": {"tls": [{"host": "a"}]}}}, "'host' not allowed"),
+])
+def test_schema_rejects_dashboard_typos(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(helm_python.HelmValuesError, match=re.escape(message)):
+        chart().validate_schema(chart().merge_values(values))
+    with pytest.raises(helm_python.HelmValuesError, match=re.escape(message)):
+        render(values)
