@@ -5,8 +5,8 @@ Threads:
   list when nothing is ready;
 - maintenance: heartbeat (lease renewal + manager entry), reaping expired
   leases of every manager, and per-task timeouts of sync processors;
-- one thread per running sync task, and one event loop thread for ``async def``
-  processors.
+- reusable task threads for sync processors (threads.py), and one event loop
+  thread for ``async def`` processors.
 The heartbeat lives in its own thread so a task that computes for minutes in
 pure Python cannot starve it (the interpreter switches threads every 5 ms).
 """
@@ -32,6 +32,7 @@ from .metrics import WorkerMetrics
 from .settings import Settings
 from .store import Claimed, RedisStore, redact_url
 from .task import MalformedTaskError, Task
+from .threads import TaskThreads
 
 log = logging.getLogger("kubetaskqueue")
 
@@ -116,6 +117,7 @@ class Runner:
         self._maint_stop = threading.Event()
         self._burst = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._task_threads = TaskThreads("kubetaskqueue-task")
         self._threads: list[threading.Thread] = []
 
     # -- lifecycle -------------------------------------------------------------
@@ -179,6 +181,7 @@ class Runner:
                 thread.join(timeout=self.settings.poll_interval_s + 5)
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
+        self._task_threads.close()
         self._force.set()  # outcome writes still retrying against a dead Redis give up
         try:
             self.store.deregister_manager(self.manager_id)
@@ -308,8 +311,7 @@ class Runner:
         if timeout is not None:
             attempt.deadline = attempt.started + timeout
             self._maint_kick.set()
-        threading.Thread(target=self._run_sync, args=(attempt,), daemon=True,
-                         name=f"kubetaskqueue-task-{task.id}").start()
+        self._task_threads.submit(self._run_sync, attempt)
 
     # -- running -----------------------------------------------------------------
 
