@@ -19,14 +19,23 @@ def test_threads_are_reused_and_a_hung_one_is_left_behind() -> None:
 
     for n in range(200):
         pool.submit(job, n)
-        wait_until(lambda n=n: len(done) == n + 1)  # one at a time: one thread suffices
+        # One at a time, each after the thread went idle again: one thread suffices.
+        wait_until(lambda n=n: len(done) == n + 1 and pool.idle == 1)
     assert len(names) == 1
 
     hang = threading.Event()
-    pool.submit(lambda _: hang.wait(10), None)  # takes the idle thread and never returns
-    pool.submit(job, 200)
-    wait_until(lambda: 200 in done)
-    assert len(names) == 2  # a new thread ran it
+    hung_on: list[str] = []
+
+    def hang_job(_: object) -> None:
+        hung_on.append(threading.current_thread().name)
+        hang.wait(10)
+
+    names.clear()
+    pool.submit(hang_job, None)  # occupies a thread until released
+    pool.submit(job, 200)  # no idle thread left: a second one starts
+    wait_until(lambda: 200 in done and hung_on)
+    assert len(names) == 1 and names.isdisjoint(hung_on)
+    assert {t.name for t in threading.enumerate() if t.name.startswith("t-")} == {"t-1", "t-2"}
     assert all(t.daemon for t in threading.enumerate() if t.name.startswith("t-"))
     hang.set()
     wait_until(lambda: pool.idle == 2)
