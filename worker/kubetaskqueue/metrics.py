@@ -9,6 +9,7 @@ worker, so sums over targets do not multiply it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import redis
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -32,6 +33,7 @@ class WorkerMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.processed = Counter(
             "kubetaskqueue_tasks_processed", "Task attempts finished by this pod, by outcome. "
             "failed = the processor raised or timed out (each also counts as retried or dead).",
@@ -54,12 +56,20 @@ class WorkerMetrics:
         self.slots.labels("idle").set_function(lambda: total - busy())
 
     def attempt_started(self, topic: str, wait_s: float) -> None:
-        self.wait.labels(topic).observe(wait_s)
+        self._child(self.wait, topic).observe(wait_s)
 
     def attempt_finished(self, topic: str, outcome: str, duration_s: float | None) -> None:
-        self.processed.labels(topic, outcome).inc()
+        self._child(self.processed, topic, outcome).inc()
         if duration_s is not None:
-            self.duration.labels(topic).observe(duration_s)
+            self._child(self.duration, topic).observe(duration_s)
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, cached: .labels() cost ~8 % of a no-op task's CPU."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def leases_expired(self, topic: str, count: int) -> None:
         self.processed.labels(topic, "lease_expired").inc(count)

@@ -39,6 +39,8 @@ log = logging.getLogger("kubetaskqueue")
 # Redis checks blocked clients' timeouts about every 100 ms (hz 10), so shorter
 # waits for a due task sleep locally instead of blocking on the wake-up list.
 _SHORT_WAIT_S = 0.1
+# An idle manager claims after a wake-up hint, or after this many empty waits.
+_IDLE_RECHECK_POLLS = 5
 
 
 @dataclass(frozen=True)
@@ -231,6 +233,9 @@ class Runner:
                         continue
                     if self._burst and self._nothing_left():
                         break
+                    if next_due is None and not self._burst:
+                        self._wait_idle()
+                        continue
                     if next_due is not None and next_due < _SHORT_WAIT_S:
                         self._stopping.wait(next_due)
                         continue
@@ -247,6 +252,17 @@ class Runner:
             self.fatal = exc
         finally:
             self.claim_loop_done.set()
+
+    def _wait_idle(self) -> None:
+        """Nothing ready or scheduled: block on the wake-up list, claiming again only when
+        woken. Every move into input or scheduled pushes a hint, so re-claiming after each
+        empty wait is needed only as a safety net (a task pushed by hand): every
+        ``_IDLE_RECHECK_POLLS`` waits."""
+        for _ in range(_IDLE_RECHECK_POLLS):
+            if self._stopping.is_set():
+                return
+            if self.store.wait_for_wake(self.topics, self.settings.poll_interval_s):
+                return
 
     def _check_redis_config(self) -> None:
         """Refuse to work against a Redis that may evict tasks; wait while it is down."""

@@ -199,10 +199,12 @@ class RedisStore:
         )
         return int(retried), int(dead)
 
-    def wait_for_wake(self, topics: list[str], timeout_s: float) -> None:
-        """Block until an enqueue or retry signals work, or the timeout passes."""
+    def wait_for_wake(self, topics: list[str], timeout_s: float) -> bool:
+        """Block until a state move signals work (True), or the timeout passes (False)."""
         # BLPOP's timeout resolution is 0.01 s on Redis >= 6; 0 would mean forever.
-        self.client.blpop([self.keys(t).wake for t in topics], timeout=max(0.01, timeout_s))
+        woken = self.client.blpop([self.keys(t).wake for t in topics],
+                                  timeout=max(0.01, timeout_s))
+        return woken is not None
 
     # -- managers registry ---------------------------------------------------
 
