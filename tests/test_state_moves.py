@@ -170,3 +170,13 @@ def test_claim_buries_a_task_with_corrupt_counters_and_keeps_the_others(store: R
     c = counts(store)
     assert (c["work"], c["dead"], c["input"], c["failed"]) == (2, 1, 0, 1)
     assert "not an integer" in store.client.hget(store.keys(TOPIC).task("bad"), "last_error")
+
+
+def test_ack_many_acks_a_batch_and_reports_fenced_ids(store: RedisStore) -> None:
+    store.enqueue(TOPIC, [new("a"), new("b"), new("c")])
+    _, rows = store.claim(TOPIC, 3, 30, "m1")
+    leases = [(r.id, r.token) for r in rows]
+    leases[1] = ("b", "stale")
+    assert store.ack_many(TOPIC, leases) == {"b"}
+    c = counts(store)
+    assert (c["completed"], c["fenced"], c["work"]) == (2, 1, 1)

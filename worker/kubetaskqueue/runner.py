@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import queue
 import threading
 import time
 import traceback
@@ -39,6 +40,8 @@ log = logging.getLogger("kubetaskqueue")
 # Redis checks blocked clients' timeouts about every 100 ms (hz 10), so shorter
 # waits for a due task sleep locally instead of blocking on the wake-up list.
 _SHORT_WAIT_S = 0.1
+# Successes acked in one script call at most (per topic).
+_ACK_BATCH = 256
 # An idle manager claims after a wake-up hint, or after this many empty waits.
 _IDLE_RECHECK_POLLS = 5
 
@@ -120,6 +123,7 @@ class Runner:
         self._burst = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task_threads = TaskThreads("kubetaskqueue-task")
+        self._acks: queue.SimpleQueue[Attempt | None] = queue.SimpleQueue()  # None = stop
         self._threads: list[threading.Thread] = []
 
     # -- lifecycle -------------------------------------------------------------
@@ -130,6 +134,7 @@ class Runner:
         if any(p.is_async for p in self.processors.values()):
             self._loop = asyncio.new_event_loop()
             self._spawn("kubetaskqueue-async", self._loop.run_forever)
+        self._spawn("kubetaskqueue-ack", self._ack_loop)
         self._spawn("kubetaskqueue-claim", self._claim_loop)
         self._spawn("kubetaskqueue-maintenance", self._maintenance_loop)
 
@@ -178,6 +183,7 @@ class Runner:
             self._release(attempt)
         self._maint_stop.set()
         self._maint_kick.set()
+        self._acks.put(None)
         for thread in self._threads:
             if thread.name != "kubetaskqueue-async":
                 thread.join(timeout=self.settings.poll_interval_s + 5)
@@ -350,11 +356,19 @@ class Runner:
         await asyncio.to_thread(self._settle, attempt, outcome)
 
     def _settle(self, attempt: Attempt, outcome: Outcome) -> None:
-        """Record an attempt's outcome in Redis exactly once, then free its slot."""
+        """Record an attempt's outcome in Redis exactly once, then free its slot.
+
+        Successes go to the ack thread, which acks all that are waiting in one
+        script call per topic; failures (rarer, and each needs its own backoff)
+        are recorded right here.
+        """
         with self._cond:
             if attempt.settled:
                 return  # timed out or released meanwhile; its lease is gone
             attempt.settled = True
+        if outcome.error is None:
+            self._acks.put(attempt)
+            return
         task = attempt.task
         try:
             self._settle_in_redis(task.topic, task.id, task.lease_token, task.attempt, outcome,
@@ -391,6 +405,57 @@ class Runner:
         self.metrics.attempt_finished(topic, result, duration_s)
         if outcome.error is not None and outcome.retry_delay_s is None:
             self.metrics.attempt_finished(topic, "failed", None)  # raised, timed out, malformed
+
+    def _ack_loop(self) -> None:
+        while True:
+            batch = [self._acks.get()]
+            while batch[-1] is not None and len(batch) < _ACK_BATCH:
+                try:
+                    batch.append(self._acks.get_nowait())
+                except queue.Empty:
+                    break
+            attempts = [a for a in batch if a is not None]
+            by_topic: dict[str, list[Attempt]] = {}
+            for attempt in attempts:
+                by_topic.setdefault(attempt.task.topic, []).append(attempt)
+            for topic, group in by_topic.items():
+                self._ack_group(topic, group)
+            if len(attempts) < len(batch):
+                return  # stop() asked: everything before the marker is recorded
+
+    def _ack_group(self, topic: str, group: list[Attempt]) -> None:
+        try:
+            fenced = self._ack_in_redis(topic, group)
+            if fenced is None:
+                return
+            for attempt in group:
+                task = attempt.task
+                result = "fenced" if task.id in fenced else "succeeded"
+                duration_s = time.monotonic() - attempt.started
+                _log_outcome(topic, task.id, task.attempt, result, Outcome(), duration_s)
+                self.metrics.attempt_finished(topic, result, duration_s)
+        except Exception:  # a bug here must not keep the slots busy forever
+            log.exception("recording %d finished task(s) of %r failed", len(group), topic)
+        finally:
+            with self._cond:
+                for attempt in group:
+                    self._inflight.pop((topic, attempt.task.id), None)
+                self._cond.notify_all()
+
+    def _ack_in_redis(self, topic: str, group: list[Attempt]) -> set[str] | None:
+        """The fenced ids; None if Redis stayed down until a forced stop."""
+        leases = [(a.task.id, a.task.lease_token) for a in group]
+        while True:  # keep trying while Redis is down, as for failures
+            try:
+                fenced = self.store.ack_many(topic, leases)
+                self.redis.success()
+                return fenced
+            except redis.RedisError as exc:
+                if self._force.is_set():
+                    log.warning("gave up acking %d task(s) of %r: Redis unreachable; they "
+                                "restart when their leases expire", len(group), topic)
+                    return None
+                time.sleep(self.redis.failure(exc))
 
     # -- maintenance ---------------------------------------------------------------
 

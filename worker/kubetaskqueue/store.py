@@ -173,8 +173,15 @@ class RedisStore:
 
     def ack(self, topic: str, task_id: str, token: str) -> bool:
         """Delete a finished task; False when the lease was lost (fenced)."""
+        return not self.ack_many(topic, [(task_id, token)])
+
+    def ack_many(self, topic: str, leases: list[tuple[str, str]]) -> set[str]:
+        """Delete finished tasks given as (id, token) in one call; returns the fenced ids."""
         k = self.keys(topic)
-        return bool(self._run("ack", [k.work, k.stats, k.events], [k.task_prefix, task_id, token]))
+        args: list[Any] = [k.task_prefix]
+        for task_id, token in leases:
+            args += [task_id, token]
+        return set(self._run("ack", [k.work, k.stats, k.events], args))
 
     def fail(self, topic: str, task_id: str, token: str, error: str, retry_delay_s: float,
              *, bury: bool = False) -> str:

@@ -1,15 +1,27 @@
--- ack: the attempt succeeded; delete the task.
+-- ack: attempts that succeeded; delete their tasks. One call acks a batch.
 -- KEYS: 1 work, 2 stats, 3 events
--- ARGV: 1 task key prefix, 2 id, 3 token
--- Returns 1, or 0 when the lease is no longer ours (fenced: counted, nothing changed).
-local key = ARGV[1] .. ARGV[2]
-if not holds_lease(KEYS[1], key, ARGV[2], ARGV[3]) then
-  redis.call('HINCRBY', KEYS[2], 'fenced', 1)
-  emit('TASK_FENCED', ARGV[2], '', now_s(), 'ack refused: lease token ' .. ARGV[3] .. ' is stale')
-  return 0
+-- ARGV: 1 task key prefix, then pairs: id, token
+-- Returns the ids refused because their lease is no longer ours (fenced: counted,
+-- nothing changed for them).
+local now = now_s()
+local refused, completed = {}, 0
+for i = 2, #ARGV, 2 do
+  local id, token = ARGV[i], ARGV[i + 1]
+  local key = ARGV[1] .. id
+  if holds_lease(KEYS[1], key, id, token) then
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('DEL', key)
+    completed = completed + 1
+    emit('TASK_COMPLETION', id, '', now, '')
+  else
+    refused[#refused + 1] = id
+    emit('TASK_FENCED', id, '', now, 'ack refused: lease token ' .. token .. ' is stale')
+  end
 end
-redis.call('ZREM', KEYS[1], ARGV[2])
-redis.call('DEL', key)
-redis.call('HINCRBY', KEYS[2], 'completed', 1)
-emit('TASK_COMPLETION', ARGV[2], '', now_s(), '')
-return 1
+if completed > 0 then
+  redis.call('HINCRBY', KEYS[2], 'completed', completed)
+end
+if #refused > 0 then
+  redis.call('HINCRBY', KEYS[2], 'fenced', #refused)
+end
+return refused
