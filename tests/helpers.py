@@ -18,7 +18,8 @@ import redis
 T = TypeVar("T")
 
 
-def wait_until(predicate: Callable[[], T], timeout_s: float = 10.0, interval_s: float = 0.02) -> T:
+def wait_until(predicate: Callable[[], T], timeout_s: float = 10.0, interval_s: float = 0.02,
+               what: str = "condition") -> T:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -26,7 +27,7 @@ def wait_until(predicate: Callable[[], T], timeout_s: float = 10.0, interval_s: 
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s}s")
+            raise AssertionError(f"{what} not met within {timeout_s:g}s")
         time.sleep(interval_s)
 
 

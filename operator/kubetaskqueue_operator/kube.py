@@ -17,6 +17,26 @@ from typing import Any, Protocol
 from kubetaskqueue_operator.spec import GROUP, PLURAL, VERSION, TargetRef
 
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+
+# Every (API group, resource, verb) the operator uses, and nothing more: the chart's
+# Role and manifests/rbac.yaml are tested against this (docs/operator.md lists why).
+REQUIRED_PERMISSIONS = frozenset({
+    ("kubetaskqueue.io", "workerpools", "list"),
+    ("kubetaskqueue.io", "workerpools", "watch"),
+    ("kubetaskqueue.io", "workerpools", "patch"),
+    ("kubetaskqueue.io", "workerpools/status", "patch"),
+    ("apps", "deployments/scale", "get"),
+    ("apps", "deployments/scale", "patch"),
+    ("apps", "statefulsets/scale", "get"),
+    ("apps", "statefulsets/scale", "patch"),
+    ("", "pods", "list"),
+    ("", "pods", "patch"),
+    ("", "secrets", "get"),
+    ("", "events", "create"),
+    ("coordination.k8s.io", "leases", "create"),
+    ("coordination.k8s.io", "leases", "get"),
+    ("coordination.k8s.io", "leases", "update"),
+})
 COMPONENT = "kubetaskqueue-operator"
 
 

@@ -4,28 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import redis
+from helpers import wait_until
 from kubetaskqueue.keys import TopicKeys
 
+__all__ = ["wait_until"]  # the scenarios import it from here, with the readers below
+
 NS = "kubetaskqueue"
-T = TypeVar("T")
-
-
-def wait_until(predicate: Callable[[], T], timeout_s: float, interval_s: float = 0.05,
-               what: str = "condition") -> T:
-    """Poll ``predicate`` until truthy; fail the test after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout_s:.0f}s")
-        time.sleep(interval_s)
 
 
 def client(url: str) -> redis.Redis:

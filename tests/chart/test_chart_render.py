@@ -20,6 +20,7 @@ from chartrender import (
     pod_spec,
     render,
 )
+from kubetaskqueue_operator.kube import REQUIRED_PERMISSIONS
 
 WORKER = f"{RELEASE}-kubetaskqueue-worker"
 OPERATOR = f"{RELEASE}-kubetaskqueue-operator"
@@ -139,23 +140,7 @@ def granted(role: dict[str, Any]) -> set[tuple[str, str, str]]:
 def test_operator_rbac_is_exactly_the_documented_verbs() -> None:
     objs = render()
     role = one(objs, "Role", OPERATOR)
-    assert granted(role) == {
-        ("kubetaskqueue.io", "workerpools", "list"),
-        ("kubetaskqueue.io", "workerpools", "watch"),
-        ("kubetaskqueue.io", "workerpools", "patch"),
-        ("kubetaskqueue.io", "workerpools/status", "patch"),
-        ("apps", "deployments/scale", "get"),
-        ("apps", "deployments/scale", "patch"),
-        ("apps", "statefulsets/scale", "get"),
-        ("apps", "statefulsets/scale", "patch"),
-        ("", "pods", "list"),
-        ("", "pods", "patch"),
-        ("", "secrets", "get"),
-        ("", "events", "create"),
-        ("coordination.k8s.io", "leases", "create"),
-        ("coordination.k8s.io", "leases", "get"),
-        ("coordination.k8s.io", "leases", "update"),
-    }
+    assert granted(role) == REQUIRED_PERMISSIONS
     names = {tuple(r["resources"]): r.get("resourceNames") for r in role["rules"]}
     assert names[("secrets",)] == [SECRET]
     assert [r.get("resourceNames") for r in role["rules"] if r["resources"] == ["leases"]] == [

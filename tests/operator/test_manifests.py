@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from kubetaskqueue_operator.kube import REQUIRED_PERMISSIONS
 from kubetaskqueue_operator.spec import parse_spec
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
@@ -79,23 +80,7 @@ def test_rbac_is_the_documented_least_privilege_set() -> None:
         for resource in rule["resources"]
         for verb in rule["verbs"]
     }
-    assert granted == {
-        ("kubetaskqueue.io", "workerpools", "list"),
-        ("kubetaskqueue.io", "workerpools", "watch"),
-        ("kubetaskqueue.io", "workerpools", "patch"),
-        ("kubetaskqueue.io", "workerpools/status", "patch"),
-        ("apps", "deployments/scale", "get"),
-        ("apps", "deployments/scale", "patch"),
-        ("apps", "statefulsets/scale", "get"),
-        ("apps", "statefulsets/scale", "patch"),
-        ("", "pods", "list"),
-        ("", "pods", "patch"),
-        ("", "secrets", "get"),
-        ("", "events", "create"),
-        ("coordination.k8s.io", "leases", "create"),
-        ("coordination.k8s.io", "leases", "get"),
-        ("coordination.k8s.io", "leases", "update"),
-    }
+    assert granted == REQUIRED_PERMISSIONS
 
 
 def test_kustomization_lists_every_manifest() -> None:
