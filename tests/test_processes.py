@@ -8,11 +8,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
-from helpers import LEASE_TTL_S, RedisServer, Workers, wait_until
-from kubetaskqueue import Manager
+from helpers import LEASE_TTL_S, RedisServer, Workers, free_port, wait_until
+from kubetaskqueue import ConfigError, Manager
 
 
 @pytest.fixture
@@ -141,3 +142,37 @@ def test_worker_refuses_redis_that_may_evict_tasks(own_redis: RedisServer) -> No
     assert result.stderr.splitlines()[-1] == (
         "error: Redis maxmemory-policy is 'allkeys-lru', which can silently delete queued "
         "tasks; set it to 'noeviction' (redis-cli CONFIG SET maxmemory-policy noeviction)")
+
+
+def test_sentinel_url_finds_the_master(own_redis: RedisServer, tmp_path: Path) -> None:
+    port = free_port()
+    conf = tmp_path / "sentinel.conf"  # sentinel rewrites its config file: give it its own
+    conf.write_text(f"port {port}\nbind 127.0.0.1\nsentinel monitor jobs 127.0.0.1 "
+                    f"{own_redis.port} 1\n")
+    sentinel = subprocess.Popen([own_redis.binary, str(conf), "--sentinel"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        probe = redis.Redis(port=port, decode_responses=True)
+
+        def knows_master() -> bool:
+            try:
+                return probe.sentinel_get_master_addr_by_name("jobs") is not None
+            except redis.ConnectionError:
+                return False
+
+        wait_until(knows_master)
+        m = Manager(f"redis+sentinel://127.0.0.1:{port}/jobs/0", poll_interval_s=0.05)
+        m.register("t", lambda task: None)
+        m.enqueue_many("t", [1, 2, 3])
+        m.run(burst=True)
+        assert Manager(own_redis.url).stats()["topics"]["t"]["completed"] == 3
+    finally:
+        sentinel.kill()
+        sentinel.wait()
+
+
+def test_bad_sentinel_urls_get_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match="bad Sentinel URL"):
+        Manager("redis+sentinel://:secret@127.0.0.1:26379").enqueue("t", 1)
+    with pytest.raises(ConfigError, match=r"\*\*\*@"):  # the password never shows
+        Manager("redis+sentinel://:secret@127.0.0.1:x/jobs").enqueue("t", 1)

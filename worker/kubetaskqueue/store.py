@@ -11,8 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import redis
+from redis.sentinel import Sentinel
 
 from . import defaults
 from .errors import ConfigError, DuplicateTaskError
@@ -27,7 +29,8 @@ _EVICTING_POLICIES = {"allkeys-lru", "allkeys-lfu", "allkeys-random",
 
 
 def connect(url: str, *, socket_timeout_s: float = 10.0) -> redis.Redis:
-    """A client for ``redis://``, ``rediss://`` (TLS), ``unix://`` or ``memory://[name]``.
+    """A client for ``redis://``, ``rediss://`` (TLS), ``unix://``, ``memory://[name]``, or
+    ``redis+sentinel://[[user]:password@]host[:26379][,host2...]/service[/db]``.
 
     ``socket_timeout_s`` must exceed every blocking read's timeout, so a
     half-open connection shows up as an error instead of a hang.
@@ -38,19 +41,50 @@ def connect(url: str, *, socket_timeout_s: float = 10.0) -> redis.Redis:
         with _memory_lock:
             server = _memory_servers.setdefault(url, fakeredis.FakeServer())
         return fakeredis.FakeRedis(server=server, decode_responses=True)
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        # A task hash edited by hand may hold invalid UTF-8; it must not crash a worker.
+        "encoding_errors": "replace",
+        "socket_timeout": socket_timeout_s,
+        "socket_connect_timeout": 5.0,
+        "health_check_interval": 30,
+    }
+    if url.startswith("redis+sentinel://"):
+        return _connect_sentinel(url, options)
     if not url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(
-            f"unsupported Redis URL {url!r}: use redis://, rediss:// (TLS), unix:// or memory://"
+            f"unsupported Redis URL {redact_url(url)!r}: use redis://, rediss:// (TLS), "
+            "unix://, redis+sentinel:// or memory://"
         )
-    return redis.Redis.from_url(
-        url,
-        decode_responses=True,
-        # A task hash edited by hand may hold invalid UTF-8; it must not crash a worker.
-        encoding_errors="replace",
-        socket_timeout=socket_timeout_s,
-        socket_connect_timeout=5.0,
-        health_check_interval=30,
-    )
+    return redis.Redis.from_url(url, **options)
+
+
+def _connect_sentinel(url: str, options: dict[str, Any]) -> redis.Redis:
+    """The current master of a Sentinel-managed service; after a failover the client
+    asks the sentinels again on its next connection error."""
+    parts = urlsplit(url)
+    segments = [s for s in parts.path.split("/") if s]
+    hosts_part = parts.netloc.rpartition("@")[2]
+    try:
+        service = segments[0]
+        db = int(segments[1]) if len(segments) > 1 else 0
+        sentinels = [(host, int(port or 26379)) for host, _, port in
+                     (h.partition(":") for h in hosts_part.split(",") if h)]
+    except (IndexError, ValueError) as exc:
+        raise ConfigError(
+            f"bad Sentinel URL {redact_url(url)!r}: use "
+            "redis+sentinel://[:password@]host:26379[,host2:26379]/service-name[/db]"
+        ) from exc
+    if not sentinels:
+        raise ConfigError(f"Sentinel URL {redact_url(url)!r} names no sentinel host")
+    password = unquote(parts.password) if parts.password else None
+    username = unquote(parts.username) if parts.username else None
+    # redis-py's Sentinel has no type hints.
+    sentinel = Sentinel(sentinels, socket_timeout=5.0,  # type: ignore[no-untyped-call]
+                        socket_connect_timeout=5.0, sentinel_kwargs={"socket_timeout": 5.0})
+    master: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+        service, db=db, username=username, password=password, **options)
+    return master
 
 
 def redact_url(url: str) -> str:
