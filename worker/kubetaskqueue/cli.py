@@ -20,7 +20,7 @@ import redis
 from prometheus_client import CollectorRegistry
 
 from .admin import iter_dead, purge_dead, requeue_dead, select_dead, wait_for_task
-from .errors import KubeTaskQueueError
+from .errors import KubeTaskQueueError, error_line
 from .events import Event
 from .httpserver import start_http_server
 from .logs import configure_logging
@@ -312,8 +312,8 @@ def dead_list(ctx: click.Context, topic: str, as_json: bool, error_contains: str
         if as_json:
             click.echo(json.dumps(task.as_dict()))
         else:
-            last_line = (task.last_error.strip().splitlines() or [""])[-1]
-            click.echo(f"{task.id}  attempts={task.attempts}  {last_line}  payload={task.payload}")
+            click.echo(f"{task.id}  attempts={task.attempts}  {error_line(task.last_error)}  "
+                       f"payload={task.payload}")
     if not as_json:
         click.echo(f"{count} dead task(s)")
 

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from .admin import iter_dead
+from .errors import error_line
 from .manager import Manager
 from .task import Task
 
@@ -62,6 +63,6 @@ def run_demo(num_tasks: int) -> tuple[dict[str, Any], list[tuple[str, str, int]]
             done = now_done
             time.sleep(0.05)
     manager.stop()
-    reasons = Counter((topic, (dead.last_error.strip().splitlines() or [""])[-1])
+    reasons = Counter((topic, error_line(dead.last_error))
                       for topic in topics for dead in iter_dead(manager.store, topic))
     return manager.stats(), [(t, r, n) for (t, r), n in sorted(reasons.items())]

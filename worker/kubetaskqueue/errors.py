@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def error_line(text: str) -> str:
+    """The line that says what went wrong: the last non-blank line of a traceback."""
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
 class KubeTaskQueueError(Exception):
     """Base class of every error kubetaskqueue raises."""
 

@@ -22,13 +22,13 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 
 from . import defaults
 from .backoff import Backoff
-from .errors import ConfigError, Retry
+from .errors import ConfigError, Retry, error_line
 from .metrics import WorkerMetrics
 from .settings import Settings
 from .store import Claimed, RedisStore, redact_url
@@ -36,6 +36,8 @@ from .task import MalformedTaskError, Task
 from .threads import TaskThreads
 
 log = logging.getLogger("kubetaskqueue")
+
+T = TypeVar("T")
 
 # Redis checks blocked clients' timeouts about every 100 ms (hz 10), so shorter
 # waits for a due task sleep locally instead of blocking on the wake-up list.
@@ -316,8 +318,8 @@ class Runner:
             task = Task.from_claim(topic, row)
         except MalformedTaskError as exc:
             log.error("%s; moving it to dead", exc)
-            self._settle_in_redis(topic, row.id, row.token, row.attempts,
-                                  Outcome(error=str(exc), bury=True))
+            self._fail_in_redis(topic, row.id, row.token, row.attempts,
+                                Outcome(error=str(exc), bury=True))
             return
         processor = self.processors[topic]
         timeout = task.timeout_s if task.timeout_s is not None else processor.timeout_s
@@ -371,36 +373,29 @@ class Runner:
             return
         task = attempt.task
         try:
-            self._settle_in_redis(task.topic, task.id, task.lease_token, task.attempt, outcome,
-                                  time.monotonic() - attempt.started,
-                                  retries_left=not task.is_last_attempt)
+            self._fail_in_redis(task.topic, task.id, task.lease_token, task.attempt, outcome,
+                                time.monotonic() - attempt.started,
+                                retries_left=not task.is_last_attempt)
         finally:
             with self._cond:
                 self._inflight.pop((task.topic, task.id), None)
                 self._cond.notify_all()
 
-    def _settle_in_redis(self, topic: str, task_id: str, token: str, attempt_no: int,
-                         outcome: Outcome, duration_s: float = 0.0,
-                         retries_left: bool = False) -> None:
+    def _fail_in_redis(self, topic: str, task_id: str, token: str, attempt_no: int,
+                       outcome: Outcome, duration_s: float = 0.0,
+                       retries_left: bool = False) -> None:
+        """Record a failed attempt (successes go through the ack thread)."""
+        assert outcome.error is not None
+        error = outcome.error
         retry_delay_s = outcome.retry_delay_s
         if retry_delay_s is None:
             retry_delay_s = self.backoff(attempt_no - 1) if retries_left else 0.0
-        # Keep trying while Redis is down: the result of finished work is worth waiting for.
-        while True:
-            try:
-                if outcome.error is None:
-                    result = "succeeded" if self.store.ack(topic, task_id, token) else "fenced"
-                else:
-                    result = self.store.fail(topic, task_id, token, outcome.error,
-                                             retry_delay_s, bury=outcome.bury)
-                self.redis.success()
-                break
-            except redis.RedisError as exc:
-                if self._force.is_set():
-                    log.warning("gave up recording the outcome of task %s: Redis unreachable; "
-                                "it restarts when its lease expires", task_id)
-                    return
-                time.sleep(self.redis.failure(exc))
+        result = self._until_recorded(
+            lambda: self.store.fail(topic, task_id, token, error, retry_delay_s,
+                                    bury=outcome.bury),
+            f"the outcome of task {task_id}")
+        if result is None:
+            return
         _log_outcome(topic, task_id, attempt_no, result, outcome, duration_s)
         self.metrics.attempt_finished(topic, result, duration_s)
         if outcome.error is not None and outcome.retry_delay_s is None:
@@ -424,8 +419,10 @@ class Runner:
                 return  # stop() asked: everything before the marker is recorded
 
     def _ack_group(self, topic: str, group: list[Attempt]) -> None:
+        leases = [(a.task.id, a.task.lease_token) for a in group]
         try:
-            fenced = self._ack_in_redis(topic, group)
+            fenced = self._until_recorded(lambda: self.store.ack_many(topic, leases),
+                                          f"{len(group)} finished task(s) of {topic!r}")
             if fenced is None:
                 return
             for attempt in group:
@@ -442,18 +439,18 @@ class Runner:
                     self._inflight.pop((topic, attempt.task.id), None)
                 self._cond.notify_all()
 
-    def _ack_in_redis(self, topic: str, group: list[Attempt]) -> set[str] | None:
-        """The fenced ids; None if Redis stayed down until a forced stop."""
-        leases = [(a.task.id, a.task.lease_token) for a in group]
-        while True:  # keep trying while Redis is down, as for failures
+    def _until_recorded(self, write: Callable[[], T], what: str) -> T | None:
+        """Run ``write`` until Redis takes it: the result of finished work is worth
+        waiting for. None if Redis stayed down until a forced stop."""
+        while True:
             try:
-                fenced = self.store.ack_many(topic, leases)
+                result = write()
                 self.redis.success()
-                return fenced
+                return result
             except redis.RedisError as exc:
                 if self._force.is_set():
-                    log.warning("gave up acking %d task(s) of %r: Redis unreachable; they "
-                                "restart when their leases expire", len(group), topic)
+                    log.warning("gave up recording %s: Redis unreachable; the task runs "
+                                "again once its lease expires", what)
                     return None
                 time.sleep(self.redis.failure(exc))
 
@@ -523,7 +520,8 @@ class Runner:
                 elif next_deadline is None or attempt.deadline < next_deadline:
                     next_deadline = attempt.deadline
         for attempt in expired:
-            timeout = attempt.deadline - attempt.started if attempt.deadline else 0
+            assert attempt.deadline is not None
+            timeout = attempt.deadline - attempt.started
             log.warning("task %s exceeded its %.1fs timeout; a thread cannot be killed, so it "
                         "keeps running and its result will be ignored", attempt.task.id, timeout)
             self._settle(attempt, Outcome(error=f"timed out after {timeout:.1f}s"))
@@ -550,8 +548,7 @@ def _log_outcome(topic: str, task_id: str, attempt_no: int, result: str, outcome
     elif outcome.retry_delay_s is not None and result == "retried":
         log.info("task %s of %r asked to retry in %.3fs", task_id, topic, outcome.retry_delay_s)
     else:
-        first_line = (outcome.error or "").strip().splitlines()[-1:] or [""]
         level = logging.ERROR if result == "dead" else logging.WARNING
         log.log(level, "task %s of %r failed attempt %d (%s): %s", task_id, topic, attempt_no,
-                result, first_line[0])
+                result, error_line(outcome.error or ""))
 
