@@ -37,9 +37,18 @@ local function emit(kind, id, attempt, now, detail)
   end
 end
 
--- Make `id` ready after `delay` seconds (0 = now) and wake one idle manager: it
--- claims the task, or learns the new earliest due time and sleeps until then.
-local function make_ready(input, scheduled, wake, key, id, now, delay)
+-- Wake up to `n` idle managers blocked on the topic's wake-up list; a woken one
+-- claims, or learns the new earliest due time and sleeps until then. The list
+-- is capped: 64 pending hints wake every manager a topic is likely to have.
+local function wake_managers(wake, n)
+  for _ = 1, math.min(n, 64) do
+    redis.call('LPUSH', wake, '1')
+  end
+  redis.call('LTRIM', wake, 0, 63)
+end
+
+-- Make `id` ready after `delay` seconds (0 = now), without waking anyone.
+local function place_ready(input, scheduled, key, id, now, delay)
   if delay > 0 then
     redis.call('ZADD', scheduled, now + delay, id)
     redis.call('HSET', key, 'ready_at', fmt(now + delay))
@@ -47,8 +56,6 @@ local function make_ready(input, scheduled, wake, key, id, now, delay)
     redis.call('RPUSH', input, id)
     redis.call('HSET', key, 'ready_at', fmt(now))
   end
-  redis.call('LPUSH', wake, '1')
-  redis.call('LTRIM', wake, 0, 63)
 end
 
 -- A failed attempt: retry after `delay` while retries remain, else bury in dead.
@@ -64,7 +71,8 @@ local function settle_failure(k, key, id, now, err, delay, force_dead)
     emit('TASK_DEAD', id, attempts, now, last_line(err))
     return 'dead'
   end
-  make_ready(k.input, k.scheduled, k.wake, key, id, now, delay)
+  place_ready(k.input, k.scheduled, key, id, now, delay)
+  wake_managers(k.wake, 1)
   redis.call('HINCRBY', k.stats, 'retried', 1)
   emit('TASK_RETRY', id, attempts, now, 'in ' .. fmt(delay) .. 's')
   return 'retried'

@@ -16,7 +16,6 @@ for i = 2, #ARGV do
   end
 end
 if n > 0 then
-  redis.call('LPUSH', KEYS[3], '1')
-  redis.call('LTRIM', KEYS[3], 0, 63)
+  wake_managers(KEYS[3], 1)
 end
 return n

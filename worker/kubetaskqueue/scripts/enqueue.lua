@@ -18,8 +18,9 @@ for i = 0, n - 1 do
   redis.call('HSET', key, 'id', id, 'topic', topic, 'payload', ARGV[b + 1],
     'num_retries', ARGV[b + 2], 'timeout_s', ARGV[b + 3], 'attempts', 0, 'token', 0,
     'enqueued_at', fmt(now))
-  make_ready(KEYS[1], KEYS[2], KEYS[3], key, id, now, delay)
+  place_ready(KEYS[1], KEYS[2], key, id, now, delay)
   emit('TASK_ENQUEUE', id, 0, now, delay > 0 and ('due in ' .. fmt(delay) .. 's') or '')
 end
+wake_managers(KEYS[3], n)
 redis.call('HINCRBY', KEYS[4], 'enqueued', n)
 return {1}

@@ -14,6 +14,5 @@ redis.call('HSET', key, 'owner', '', 'ready_at', fmt(now))
 emit('TASK_RELEASED', id, attempts + 1, now, 'released at shutdown; attempt not counted')
 -- Front of the queue: it was already waiting its turn once.
 redis.call('LPUSH', KEYS[1], id)
-redis.call('LPUSH', KEYS[3], '1')
-redis.call('LTRIM', KEYS[3], 0, 63)
+wake_managers(KEYS[3], 1)
 return 1
