@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -70,16 +70,20 @@ def select_dead(store: RedisStore, topic: str, ids: list[str] | None,
 
 def requeue_dead(store: RedisStore, topic: str, ids: list[str], dry_run: bool = False) -> int:
     """Move dead tasks back to input with a fresh retry budget; returns how many moved."""
-    if dry_run or not ids:
-        return len(ids) if dry_run else 0
-    return sum(store.dead_requeue(topic, ids[i:i + _PAGE]) for i in range(0, len(ids), _PAGE))
+    return _in_pages(store.dead_requeue, topic, ids, dry_run)
 
 
 def purge_dead(store: RedisStore, topic: str, ids: list[str], dry_run: bool = False) -> int:
     """Delete dead tasks for good; returns how many were deleted."""
-    if dry_run or not ids:
-        return len(ids) if dry_run else 0
-    return sum(store.dead_purge(topic, ids[i:i + _PAGE]) for i in range(0, len(ids), _PAGE))
+    return _in_pages(store.dead_purge, topic, ids, dry_run)
+
+
+def _in_pages(action: Callable[[str, list[str]], int], topic: str, ids: list[str],
+              dry_run: bool) -> int:
+    """Apply a dead-queue script a page of ids at a time; a dry run only counts."""
+    if dry_run:
+        return len(ids)
+    return sum(action(topic, ids[i:i + _PAGE]) for i in range(0, len(ids), _PAGE))
 
 
 TaskState = Literal["pending", "completed", "dead"]

@@ -42,15 +42,14 @@ class Manager:
                  shutdown_grace_s: float | None = None, namespace: str | None = None,
                  backoff: Backoff | None = None, max_payload_bytes: int | None = None) -> None:
         self._overrides: dict[str, Any] = {}
-        self.settings = Settings()
+        self._store: RedisStore | None = None
+        self._runner: Runner | None = None
         self.configure(redis_url=redis_url, num_workers=num_workers, lease_ttl_s=lease_ttl_s,
                        poll_interval_s=poll_interval_s, shutdown_grace_s=shutdown_grace_s,
                        namespace=namespace, max_payload_bytes=max_payload_bytes)
         self.backoff: Backoff = backoff or default_backoff
         self.id = ""
         self._processors: dict[str, Processor] = {}
-        self._store: RedisStore | None = None
-        self._runner: Runner | None = None
         self._stop_requested = threading.Event()
         self.metrics = WorkerMetrics()  # this manager's per-pod metrics (own registry)
 
@@ -67,7 +66,7 @@ class Manager:
 
     @property
     def _running(self) -> bool:
-        return getattr(self, "_runner", None) is not None
+        return self._runner is not None
 
     @property
     def store(self) -> RedisStore:

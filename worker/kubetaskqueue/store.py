@@ -108,6 +108,11 @@ def _load_scripts() -> dict[str, str]:
 _SCRIPTS = _load_scripts()
 
 
+def _flat(leases: list[tuple[str, str]]) -> list[str]:
+    """(id, token) pairs as the id, token, id, token... argument list the scripts read."""
+    return [part for lease in leases for part in lease]
+
+
 @dataclass(frozen=True)
 class Claimed:
     """One leased task as the claim script returns it (raw strings, parsed in task.py)."""
@@ -200,10 +205,7 @@ class RedisStore:
     def extend(self, topic: str, leases: list[tuple[str, str]], lease_ttl_s: float) -> list[str]:
         """Renew leases given as (id, token); returns the ids whose lease was lost."""
         k = self.keys(topic)
-        args: list[Any] = [k.task_prefix, lease_ttl_s]
-        for task_id, token in leases:
-            args += [task_id, token]
-        return list(self._run("extend", [k.work], args))
+        return list(self._run("extend", [k.work], [k.task_prefix, lease_ttl_s, *_flat(leases)]))
 
     def ack(self, topic: str, task_id: str, token: str) -> bool:
         """Delete a finished task; False when the lease was lost (fenced)."""
@@ -212,10 +214,8 @@ class RedisStore:
     def ack_many(self, topic: str, leases: list[tuple[str, str]]) -> set[str]:
         """Delete finished tasks given as (id, token) in one call; returns the fenced ids."""
         k = self.keys(topic)
-        args: list[Any] = [k.task_prefix]
-        for task_id, token in leases:
-            args += [task_id, token]
-        return set(self._run("ack", [k.work, k.stats, k.events], args))
+        return set(self._run("ack", [k.work, k.stats, k.events],
+                             [k.task_prefix, *_flat(leases)]))
 
     def fail(self, topic: str, task_id: str, token: str, error: str, retry_delay_s: float,
              *, bury: bool = False) -> str:
