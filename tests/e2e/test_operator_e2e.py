@@ -15,12 +15,11 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +29,11 @@ from e2e_env import ENV_KUBECONFIG, ENV_REDIS_URL, skip_reason
 if skip_reason():
     pytest.skip(skip_reason() or "", allow_module_level=True)
 
+from helpers import free_port, wait_until
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubetaskqueue.store import NewTask, RedisStore, connect
+from kubetaskqueue_operator.kube import DELETION_COST
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "manifests" / "crd-workerpool.yaml"
@@ -40,24 +41,6 @@ POLL_S = 2
 WINDOW_S = 20
 PER_REPLICA = 5
 TOPIC = "e2e"
-COST = "controller.kubernetes.io/pod-deletion-cost"
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout_s: float, every_s: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:g}s waiting for {what}")
-        time.sleep(every_s)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Cluster:
@@ -89,7 +72,7 @@ class Cluster:
                 for c in (crd.status.conditions or [])
             )
 
-        wait_for("the WorkerPool CRD to be established", established, 30)
+        wait_until(established, 30, 0.5, what="the WorkerPool CRD to be established")
 
     def replicas(self, ns: str, name: str) -> int:
         return int(self.apps.read_namespaced_deployment_scale(name, ns).spec.replicas or 0)
@@ -220,7 +203,7 @@ def test_operator_scales_on_backlog(cluster: Cluster, namespace: str, tmp_path: 
             "kubetaskqueue.io", "v1alpha1", ns, "workerpools", "pool"
         )
         try:
-            wait_for("the WorkerPool to be deleted", lambda: _gone(cluster, ns), 30)
+            wait_until(lambda: _gone(cluster, ns), 30, 0.5, what="the WorkerPool to be deleted")
         finally:
             operator.terminate()
             operator.wait(timeout=30)
@@ -241,16 +224,18 @@ def _scenario(cluster: Cluster, ns: str, store: RedisStore, labels: dict[str, st
     selector = ",".join(f"{k}={v}" for k, v in labels.items())
 
     # The operator has run a round once the pool reports an observedGeneration.
-    wait_for(
-        "the operator's first round",
+    wait_until(
         lambda: cluster.pool(ns, "pool").get("status", {}).get("observedGeneration"),
         60,
+        0.5,
+        what="the operator's first round",
     )
     # Empty queue, min 0: after the window the pool goes to zero (it starts held at 1).
-    wait_for(
-        "scale to zero while idle",
+    wait_until(
         lambda: cluster.replicas(ns, "workers") == 0,
         WINDOW_S + 4 * POLL_S + 10,
+        0.5,
+        what="scale to zero while idle",
     )
 
     # 20 tasks / 5 per replica -> 4 replicas, within one poll (plus API latency).
@@ -265,7 +250,8 @@ def _scenario(cluster: Cluster, ns: str, store: RedisStore, labels: dict[str, st
         for i in range(20)
     ]
     store.enqueue(TOPIC, tasks)
-    wait_for("scale up to 4", lambda: cluster.replicas(ns, "workers") == 4, POLL_S + 5, 0.2)
+    wait_until(lambda: cluster.replicas(ns, "workers") == 4, POLL_S + 5, 0.2,
+               what="scale up to 4")
     pool = cluster.pool(ns, "pool")
     assert pool["status"]["backlog"] == 20
     assert pool["status"]["desiredReplicas"] == 4
@@ -278,10 +264,11 @@ def _scenario(cluster: Cluster, ns: str, store: RedisStore, labels: dict[str, st
     assert events, "no ScaledUp Event was posted"
 
     # A worker on one pod holds one task; everything else is done.
-    pods = wait_for(
-        "4 worker pods",
+    pods = wait_until(
         lambda: len(cluster.pods(ns, selector)) == 4 and cluster.pods(ns, selector),
         30,
+        0.5,
+        what="4 worker pods",
     )
     busy_pod = pods[0].metadata.name
     _, claimed = store.claim(TOPIC, 20, 600.0, "e2e-manager")
@@ -302,12 +289,13 @@ def _scenario(cluster: Cluster, ns: str, store: RedisStore, labels: dict[str, st
         time.sleep(0.5)
     assert lowest >= 1, "scaled to 0 with a task in work"
     busy = next(p for p in cluster.pods(ns, selector) if p.metadata.name == busy_pod)
-    assert (busy.metadata.annotations or {}).get(COST) == "1"
+    assert (busy.metadata.annotations or {}).get(DELETION_COST) == "1"
     # The ReplicaSet removed the idle pods (cost 0) and kept the busy one.
-    wait_for(
-        "only the busy pod to remain",
+    wait_until(
         lambda: [p.metadata.name for p in cluster.pods(ns, selector)] == [busy_pod],
         30,
+        0.5,
+        what="only the busy pod to remain",
     )
     for _ in range(int(3 * POLL_S / 0.5)):
         assert cluster.replicas(ns, "workers") >= 1, "scaled to 0 with a task in work"
@@ -316,8 +304,9 @@ def _scenario(cluster: Cluster, ns: str, store: RedisStore, labels: dict[str, st
     # The last task finishes and the worker leaves: back to zero after the window.
     assert store.ack(TOPIC, claimed[0].id, claimed[0].token)
     store.deregister_manager("e2e-manager")
-    wait_for(
-        "scale back to zero",
+    wait_until(
         lambda: cluster.replicas(ns, "workers") == 0,
         WINDOW_S + 4 * POLL_S + 10,
+        0.5,
+        what="scale back to zero",
     )

@@ -154,15 +154,8 @@ def test_deletion_costs_follow_in_flight_tasks() -> None:
 
 
 def test_docs_worked_example_timeline() -> None:
-    """The table in docs/operator.md, poll by poll."""
-    policy = ScalePolicy(
-        target_tasks_per_replica=10,
-        min_replicas=0,
-        max_replicas=20,
-        activation_tasks=5,
-        stabilization_s=300,
-        max_step=4,
-    )
+    """The table in docs/operator.md, poll by poll (its pool is POLICY)."""
+    policy = POLICY
 
     def queue(t: int) -> Observation:
         if t < 15:
