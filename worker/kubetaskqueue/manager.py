@@ -10,13 +10,14 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from types import FrameType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import redis
 
 from .backoff import Backoff, default_backoff
 from .errors import ConfigError, KubeTaskQueueError, PayloadError, RedisUnavailableError
 from .events import Event, awatch, publish_manager_event, watch
+from .isolation import Isolation, reference
 from .keys import check_topic
 from .metrics import WorkerMetrics
 from .queue_state import read_queue_state
@@ -81,22 +82,35 @@ class Manager:
     # -- topics ------------------------------------------------------------------
 
     def register(self, topic: str, processor: Callable[[Task], Any], *,
-                 timeout_s: float | None = None) -> None:
-        """Register the one processor of ``topic``."""
+                 timeout_s: float | None = None, isolation: Isolation = "thread") -> None:
+        """Register the one processor of ``topic``.
+
+        ``isolation="process"`` runs a sync processor in a child process (one per busy
+        slot, reused): for C calls that hold the GIL, hard timeouts, crash containment.
+        """
         check_topic(topic)
         if topic in self._processors:
             raise KubeTaskQueueError(f"topic {topic!r} already has a processor")
         if timeout_s is not None and timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
+        if isolation not in get_args(Isolation):
+            raise ValueError(f"isolation must be 'thread' or 'process', got {isolation!r}")
         if self._running:
             raise KubeTaskQueueError("register topics before the manager starts")
-        self._processors[topic] = Processor(processor, timeout_s,
-                                            inspect.iscoroutinefunction(processor))
+        is_async = inspect.iscoroutinefunction(processor)
+        if isolation == "process":
+            if is_async:
+                raise ConfigError(
+                    f"processor of topic {topic!r} is async def: isolation='process' runs "
+                    "sync processors only; make it a plain def (or keep isolation='thread')")
+            reference(processor, topic)  # a lambda or nested function fails now, not at start
+        self._processors[topic] = Processor(processor, timeout_s, is_async, isolation)
 
-    def processor(self, topic: str, timeout_s: float | None = None) -> Callable[[F], F]:
+    def processor(self, topic: str, timeout_s: float | None = None,
+                  isolation: Isolation = "thread") -> Callable[[F], F]:
         """Decorator form of :meth:`register`."""
         def decorate(fn: F) -> F:
-            self.register(topic, fn, timeout_s=timeout_s)
+            self.register(topic, fn, timeout_s=timeout_s, isolation=isolation)
             return fn
         return decorate
 

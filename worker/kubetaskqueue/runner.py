@@ -9,6 +9,8 @@ Threads:
   thread for ``async def`` processors.
 The heartbeat lives in its own thread so a task that computes for minutes in
 pure Python cannot starve it (the interpreter switches threads every 5 ms).
+A C call that holds the GIL can; topics registered with ``isolation="process"``
+run in child processes (isolation.py), their task thread only waits on a pipe.
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ import redis
 from . import defaults
 from .backoff import Backoff
 from .errors import ConfigError, Retry, error_line
+from .isolation import ChildProcesses, Isolation
 from .metrics import WorkerMetrics
 from .settings import Settings
 from .store import Claimed, RedisStore, redact_url
-from .task import MalformedTaskError, Task
+from .task import MalformedTaskError, Outcome, Task, call_processor
 from .threads import TaskThreads
 
 log = logging.getLogger("kubetaskqueue")
@@ -53,6 +56,7 @@ class Processor:
     fn: Callable[[Task], Any]
     timeout_s: float | None
     is_async: bool
+    isolation: Isolation = "thread"
 
 
 @dataclass
@@ -61,19 +65,11 @@ class Attempt:
 
     task: Task
     processor: Processor
+    timeout_s: float | None = None  # the task's, else the topic's
     started: float = field(default_factory=time.monotonic)
-    deadline: float | None = None  # monotonic; sync processors only
+    deadline: float | None = None  # monotonic; sync processors in task threads only
     settled: bool = False  # acked, failed, timed out or released: later results are dropped
     future: concurrent.futures.Future[None] | None = None  # async processors only
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What one attempt came to: ok, or an error text and the retry delay it asks for."""
-
-    error: str | None = None
-    retry_delay_s: float | None = None  # None = use the backoff
-    bury: bool = False  # can never succeed: dead at once
 
 
 class RedisHealth:
@@ -125,6 +121,8 @@ class Runner:
         self._burst = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task_threads = TaskThreads("kubetaskqueue-task")
+        self._children = ChildProcesses({topic: p.fn for topic, p in processors.items()
+                                         if p.isolation == "process"})
         self._acks: queue.SimpleQueue[Attempt | None] = queue.SimpleQueue()  # None = stop
         self._threads: list[threading.Thread] = []
 
@@ -181,6 +179,7 @@ class Runner:
             leftover = [a for a in self._inflight.values() if not a.settled]
             for attempt in leftover:
                 attempt.settled = True
+        self._children.close()  # a released task must stop before another manager claims it
         for attempt in leftover:
             self._release(attempt)
         self._maint_stop.set()
@@ -323,7 +322,7 @@ class Runner:
             return
         processor = self.processors[topic]
         timeout = task.timeout_s if task.timeout_s is not None else processor.timeout_s
-        attempt = Attempt(task, processor)
+        attempt = Attempt(task, processor, timeout)
         self.metrics.attempt_started(topic, task.wait_s)
         with self._cond:
             self._inflight[(topic, task.id)] = attempt
@@ -332,7 +331,7 @@ class Runner:
             attempt.future = asyncio.run_coroutine_threadsafe(
                 self._run_async(attempt, timeout), self._loop)
             return
-        if timeout is not None:
+        if timeout is not None and processor.isolation == "thread":  # a child times itself
             attempt.deadline = attempt.started + timeout
             self._maint_kick.set()
         self._task_threads.submit(self._run_sync, attempt)
@@ -340,7 +339,11 @@ class Runner:
     # -- running -----------------------------------------------------------------
 
     def _run_sync(self, attempt: Attempt) -> None:
-        self._settle(attempt, _call(attempt))
+        if attempt.processor.isolation == "process":
+            outcome = self._children.run(attempt.task, attempt.timeout_s)
+        else:
+            outcome = call_processor(attempt.processor.fn, attempt.task)
+        self._settle(attempt, outcome)
 
     async def _run_async(self, attempt: Attempt, timeout_s: float | None) -> None:
         task = attempt.task
@@ -526,16 +529,6 @@ class Runner:
                         "keeps running and its result will be ignored", attempt.task.id, timeout)
             self._settle(attempt, Outcome(error=f"timed out after {timeout:.1f}s"))
         return next_deadline
-
-
-def _call(attempt: Attempt) -> Outcome:
-    try:
-        attempt.processor.fn(attempt.task)
-        return Outcome()
-    except Retry as exc:
-        return Outcome(error=f"Retry: {exc}", retry_delay_s=exc.delay_s)
-    except BaseException:  # SystemExit in a task thread must count as a failure too
-        return Outcome(error=traceback.format_exc())
 
 
 def _log_outcome(topic: str, task_id: str, attempt_no: int, result: str, outcome: Outcome,

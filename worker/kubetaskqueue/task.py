@@ -1,11 +1,15 @@
-"""Task: what a processor receives."""
+"""Task: what a processor receives; Outcome: what calling it came to."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import Retry
 from .store import Claimed
 
 
@@ -48,3 +52,31 @@ class Task:
         except (ValueError, TypeError, RecursionError) as exc:  # json.loads on deep nesting
             raise MalformedTaskError(
                 f"task {row.id} in topic {topic!r} is malformed: {exc}") from exc
+
+    def to_json(self) -> bytes:
+        """Every field as JSON: how a task reaches a child process (nothing is pickled)."""
+        return json.dumps(dataclasses.asdict(self)).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Task:
+        return cls(**json.loads(data))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt came to: ok, or an error text and the retry delay it asks for."""
+
+    error: str | None = None
+    retry_delay_s: float | None = None  # None = use the backoff
+    bury: bool = False  # can never succeed: dead at once
+
+
+def call_processor(fn: Callable[[Task], Any], task: Task) -> Outcome:
+    """Run a sync processor (in a task thread or a child process) and catch what it raises."""
+    try:
+        fn(task)
+        return Outcome()
+    except Retry as exc:
+        return Outcome(error=f"Retry: {exc}", retry_delay_s=exc.delay_s)
+    except BaseException:  # SystemExit in a task thread must count as a failure too
+        return Outcome(error=traceback.format_exc())
