@@ -59,6 +59,10 @@ def gil_c(task: Task) -> None:
     _record("finishes", task)
 
 
+# The same C call in a child process: the worker's heartbeat thread keeps the GIL.
+manager.register("gil_c_process", gil_c, isolation="process")
+
+
 @manager.processor("suicide")
 def suicide(task: Task) -> None:
     """Kills its own worker process, as an OOM kill would."""
