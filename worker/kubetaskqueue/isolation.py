@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import logging
 import multiprocessing
 import os
 import signal
@@ -33,6 +34,8 @@ from typing import Any, Literal
 
 from .errors import ConfigError
 from .task import Outcome, Task, call_processor
+
+log = logging.getLogger("kubetaskqueue")
 
 Isolation = Literal["thread", "process"]
 
@@ -133,7 +136,7 @@ class ChildProcesses:
             child.conn.close()
 
     def _checkout(self, key: tuple[str, str]) -> tuple[_Child, bool]:
-        with self._lock:
+        with self._lock:  # a child started here is one close() sees
             if self._closed:
                 raise _ChildFailed("the worker is stopping")
             child = None
@@ -144,7 +147,10 @@ class ChildProcesses:
                     child = None
             fresh = child is None
             if child is None:
-                child = self._start()
+                try:
+                    child = self._start()
+                except OSError as exc:  # out of processes, memory or file descriptors
+                    raise _ChildFailed(f"could not start a worker process: {exc}") from exc
             self._busy[key] = child
             return child, fresh
 
@@ -155,16 +161,17 @@ class ChildProcesses:
                                  name="kubetaskqueue-child")
         process.start()
         theirs.close()  # only the child holds its end, so its death reads as EOF here
+        log.info("started worker process %d for topic(s) %s (isolation='process')",
+                 process.pid, ", ".join(sorted(self._refs)))
         return _Child(process, ours)
 
     def _checkin(self, key: tuple[str, str], child: _Child) -> None:
         with self._lock:
-            self._busy.pop(key, None)
             if not self._closed:
+                self._busy.pop(key, None)
                 self._idle.append(child)
                 return
-        _end(child.process)
-        child.conn.close()
+        self._discard(key, child)
 
     def _discard(self, key: tuple[str, str], child: _Child) -> None:
         with self._lock:
@@ -177,7 +184,7 @@ class ChildProcesses:
         try:
             if request is not None:
                 child.conn.send_bytes(request)
-            if not child.conn.poll(timeout_s):
+            if timeout_s is not None and not child.conn.poll(timeout_s):
                 raise _ChildFailed(f"timed out after {timeout_s:.1f}s (worker process killed)")
             return Outcome(**json.loads(child.conn.recv_bytes()))
         except (EOFError, OSError):
@@ -185,6 +192,8 @@ class ChildProcesses:
             _end(child.process)
             raise _ChildFailed(f"worker process exited with code {child.process.exitcode} "
                                f"while {doing}") from None
+        except (ValueError, TypeError) as exc:  # not JSON, or not Outcome's fields
+            raise _ChildFailed(f"worker process sent an unreadable reply ({exc})") from None
 
 
 def _end(*processes: BaseProcess) -> None:
