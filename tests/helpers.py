@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -66,18 +67,34 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_cluster_port() -> int:
+    """A free port for a Redis Cluster node: its bus port (port + 10000) must be free
+    too, and at most 65535."""
+    for port in random.sample(range(20_000, 55_000), 200):
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 10_000))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port pair for a Redis Cluster node")
+
+
 class RedisServer:
     """A redis-server child process the tests may kill, pause and restart."""
 
-    def __init__(self, workdir: Path, *, appendonly: bool = True) -> None:
+    def __init__(self, workdir: Path, *, appendonly: bool = True, args: tuple[str, ...] = (),
+                 port: int | None = None) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.fail("redis-server not found: install it (apt-get install redis-server); "
                         ".ci/run does this")
         self.binary = binary
         self.workdir = workdir
-        self.port = free_port()
+        self.port = port or free_port()
         self.appendonly = appendonly
+        self.args = args  # more redis-server options, e.g. cluster mode
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -88,7 +105,7 @@ class RedisServer:
         self.proc = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always",
-             "--dir", str(self.workdir), "--maxmemory-policy", "noeviction"],
+             "--dir", str(self.workdir), "--maxmemory-policy", "noeviction", *self.args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(port=self.port)
         deadline = time.monotonic() + 10

@@ -98,10 +98,10 @@ def test_bury_sends_to_dead_whatever_retries_remain(store: RedisStore) -> None:
 
 def test_extend_renews_only_valid_leases(store: RedisStore) -> None:
     store.enqueue(TOPIC, [new("a"), new("b")])
-    _, rows = store.claim(TOPIC, 2, 0.3, "m1")
-    time.sleep(0.15)
-    assert store.extend(TOPIC, [(r.id, r.token) for r in rows], 0.3) == []
-    time.sleep(0.2)  # past the first deadline, within the renewed one
+    _, rows = store.claim(TOPIC, 2, 1.0, "m1")
+    time.sleep(0.6)
+    assert store.extend(TOPIC, [(r.id, r.token) for r in rows], 1.0) == []
+    time.sleep(0.6)  # past the first deadline, within the renewed one (0.4 s margins)
     assert store.reap(TOPIC) == (0, 0)
     assert store.extend(TOPIC, [("a", "999")], 30) == ["a"]
 

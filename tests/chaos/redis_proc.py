@@ -5,19 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 import redis
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from helpers import free_port
 
 
 def redis_binary() -> str:
@@ -31,10 +25,11 @@ class RedisProc:
     """One redis-server on a free port; ``args`` are extra command-line options."""
 
     def __init__(self, workdir: Path, *args: str, appendonly: bool = True,
-                 tls: bool = False, password: str | None = None) -> None:
+                 tls: bool = False, password: str | None = None, port: int | None = None
+                 ) -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        self.port = port or free_port()
         self.extra = list(args)
         self.appendonly = appendonly
         self.tls = tls

@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 from chaos_env import OUTAGE_TASKS, REDIS_PAUSE_S
+from helpers import free_port
 from kubetaskqueue import Manager
 from ledger import Ledger, duplicates
 from probe import client, topic_state, wait_until
 from readyz import ReadyzWatch, worker_serves_http
-from redis_proc import RedisProc, free_port
+from redis_proc import RedisProc
 from workers import WorkerPool
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(240)]

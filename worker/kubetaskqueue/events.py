@@ -20,6 +20,7 @@ from typing import Any
 
 import redis
 
+from .cluster import Client, read_streams
 from .keys import TopicKeys, manager_events_key
 from .queue_state import known_topics, read_queue_state
 
@@ -48,7 +49,7 @@ class Event:
         return {k: v for k, v in asdict(self).items() if v not in ("", None)}
 
 
-def publish_manager_event(client: redis.Redis, namespace: str, kind: str,
+def publish_manager_event(client: Client, namespace: str, kind: str,
                           manager_id: str, detail: str = "") -> None:
     """Best effort: a manager must start and stop even when Redis is away."""
     try:
@@ -73,7 +74,7 @@ def _parse(stream: str, entry_id: str, fields: dict[str, str], topics_by_stream:
                  detail=fields.get("detail", ""), manager=fields.get("manager", ""))
 
 
-def watch(client: redis.Redis, namespace: str, topics: Iterable[str] | None = None, *,
+def watch(client: Client, namespace: str, topics: Iterable[str] | None = None, *,
           stats_interval_s: float | None = 1.0, block_s: float = 1.0,
           from_start: bool = False) -> Iterator[Event]:
     """Yield events as they happen (forever; stop by closing the iterator).
@@ -106,16 +107,13 @@ def watch(client: redis.Redis, namespace: str, topics: Iterable[str] | None = No
             next_stats = now + stats_interval_s
             state = read_queue_state(client, namespace, None if follow_all else names)
             yield Event(type="MANAGER_STATS", time=state.redis_time, stats=state.as_stats())
-        replies: list[tuple[str, list[tuple[str, dict[str, str]]]]] | None
-        replies = client.xread(cursors, block=max(1, int(block_s * 1000)),  # type: ignore[arg-type,assignment]
-                               count=500)
-        for stream, entries in replies or []:
+        for stream, entries in read_streams(client, cursors, block_s, count=500):
             for entry_id, fields in entries:
                 cursors[stream] = entry_id
                 yield _parse(stream, entry_id, fields, topics_by_stream)
 
 
-def _resolve(client: redis.Redis, key: str, cursor: str) -> str:
+def _resolve(client: Client, key: str, cursor: str) -> str:
     """Turn "$" into the stream's current last id, so a later XREAD misses nothing."""
     if cursor != "$":
         return cursor
@@ -123,7 +121,7 @@ def _resolve(client: redis.Redis, key: str, cursor: str) -> str:
     return str(last[0][0]) if last else "0-0"
 
 
-async def awatch(client: redis.Redis, namespace: str, topics: Iterable[str] | None = None,
+async def awatch(client: Client, namespace: str, topics: Iterable[str] | None = None,
                  **options: Any) -> AsyncIterator[Event]:
     """:func:`watch` for asyncio code: each blocking read runs in a worker thread."""
     events = watch(client, namespace, topics, **options)

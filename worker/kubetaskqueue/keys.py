@@ -6,7 +6,8 @@ its own tag. Nothing else in the code builds key names.
 
 | key                              | type | holds                                         |
 |----------------------------------|------|-----------------------------------------------|
-| ``<ns>:topics``                  | set  | every topic ever enqueued to (for stats)      |
+| ``<ns>:topics``                  | set  | every topic ever enqueued to (for stats; the  |
+|                                  |      | one key outside a topic's slot)               |
 | ``<ns>:{<topic>}:input``         | list | ready task ids, FIFO (RPUSH, LPOP)            |
 | ``<ns>:{<topic>}:scheduled``     | zset | id -> due time (delays and retry backoff)     |
 | ``<ns>:{<topic>}:work``          | zset | id -> lease deadline (in-flight tasks)        |

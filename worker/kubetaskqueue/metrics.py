@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .cluster import Client
 from .keys import STAT_FIELDS
 from .queue_state import read_queue_state
 from .version import __version__
@@ -78,7 +79,7 @@ class WorkerMetrics:
 class QueueStateCollector(Collector):
     """Reads every topic's queue sizes from Redis when Prometheus scrapes."""
 
-    def __init__(self, client: redis.Redis, namespace: str,
+    def __init__(self, client: Client, namespace: str,
                  topics: Iterable[str] | None = None) -> None:
         self.client = client
         self.namespace = namespace

@@ -6,9 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
-
 from . import defaults
+from .cluster import Client
 from .keys import STAT_FIELDS, manager_key, managers_key, topics_key
 from .store import RedisStore
 
@@ -64,7 +63,7 @@ def read_topic_state(store: RedisStore, topic: str) -> tuple[float, TopicState]:
     return now, state
 
 
-def read_managers(client: redis.Redis, namespace: str, now: float) -> list[ManagerInfo]:
+def read_managers(client: Client, namespace: str, now: float) -> list[ManagerInfo]:
     """Live managers; entries whose hash expired (pod died) are pruned on the way."""
     ids: list[tuple[str, float]] = client.zrange(  # type: ignore[assignment]
         managers_key(namespace), 0, -1, withscores=True)
@@ -89,11 +88,11 @@ def read_managers(client: redis.Redis, namespace: str, now: float) -> list[Manag
     return live
 
 
-def known_topics(client: redis.Redis, namespace: str) -> list[str]:
+def known_topics(client: Client, namespace: str) -> list[str]:
     return sorted(str(t) for t in client.smembers(topics_key(namespace)))
 
 
-def read_queue_state(client: redis.Redis, namespace: str = defaults.NAMESPACE,
+def read_queue_state(client: Client, namespace: str = defaults.NAMESPACE,
                      topics: Iterable[str] | None = None) -> QueueState:
     """Counts per state for ``topics`` (None = every topic ever enqueued to) and live managers."""
     store = RedisStore(client, namespace)

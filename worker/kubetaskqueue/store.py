@@ -14,9 +14,12 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import redis
+from redis.cluster import RedisCluster
 from redis.sentinel import Sentinel
 
 from . import defaults
+from .cluster import SCHEMES as CLUSTER_SCHEMES
+from .cluster import Client, WakeFanOut, connect_cluster
 from .errors import ConfigError, DuplicateTaskError
 from .keys import TopicKeys, manager_key, managers_key, topics_key
 
@@ -28,9 +31,11 @@ _EVICTING_POLICIES = {"allkeys-lru", "allkeys-lfu", "allkeys-random",
                       "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl"}
 
 
-def connect(url: str, *, socket_timeout_s: float = 10.0) -> redis.Redis:
-    """A client for ``redis://``, ``rediss://`` (TLS), ``unix://``, ``memory://[name]``, or
-    ``redis+sentinel://[[user]:password@]host[:26379][,host2...]/service[/db]``.
+def connect(url: str, *, socket_timeout_s: float = 10.0) -> Client:
+    """A client for ``redis://``, ``rediss://`` (TLS), ``unix://``, ``memory://[name]``,
+    ``redis+sentinel://[[user]:password@]host[:26379][,host2...]/service[/db]``, or
+    ``redis+cluster://[[user]:password@]host:port[,host2:port...]`` (``rediss+cluster://``
+    for TLS).
 
     ``socket_timeout_s`` must exceed every blocking read's timeout, so a
     half-open connection shows up as an error instead of a hang.
@@ -51,10 +56,12 @@ def connect(url: str, *, socket_timeout_s: float = 10.0) -> redis.Redis:
     }
     if url.startswith("redis+sentinel://"):
         return _connect_sentinel(url, options)
+    if url.startswith(CLUSTER_SCHEMES):
+        return connect_cluster(url, options)
     if not url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(
             f"unsupported Redis URL {redact_url(url)!r}: use redis://, rediss:// (TLS), "
-            "unix://, redis+sentinel:// or memory://"
+            "unix://, redis+sentinel://, redis+cluster:// or memory://"
         )
     return redis.Redis.from_url(url, **options)
 
@@ -138,10 +145,12 @@ class NewTask:
 
 
 class RedisStore:
-    def __init__(self, client: redis.Redis, namespace: str = defaults.NAMESPACE,
+    def __init__(self, client: Client, namespace: str = defaults.NAMESPACE,
                  events_max_len: int = defaults.EVENTS_MAX_LEN) -> None:
         self.client = client
         self.namespace = namespace
+        self._listed_topics: set[str] = set()  # already in the topics set
+        self._wake_fan_outs: dict[tuple[str, ...], WakeFanOut] = {}
         # A constant in the script text rather than an argument of every call.
         head = f"local EVENTS_MAX_LEN = {int(events_max_len)}\n"
         self._scripts = {name: client.register_script(head + src)
@@ -151,7 +160,13 @@ class RedisStore:
         return TopicKeys(self.namespace, topic)
 
     def _run(self, script: str, keys: list[str], args: list[Any]) -> Any:
-        return self._scripts[script](keys=keys, args=args)
+        try:
+            return self._scripts[script](keys=keys, args=args)
+        except redis.exceptions.MovedError as exc:
+            raise ConfigError(
+                f"this Redis is a Redis Cluster node (the topic's slot lives at {exc.host}:"
+                f"{exc.port}); connect with redis+cluster://host:port"
+            ) from exc
 
     # -- checks ------------------------------------------------------------
 
@@ -160,13 +175,20 @@ class RedisStore:
         if type(self.client).__module__.startswith("fakeredis"):
             return None  # the embedded store never evicts
         try:
-            policy = self.client.config_get("maxmemory-policy").get("maxmemory-policy", "")
+            if isinstance(self.client, RedisCluster):  # every primary holds some topics
+                replies: dict[str, dict[str, str]] = self.client.config_get(  # type: ignore[assignment]
+                    "maxmemory-policy", target_nodes=RedisCluster.PRIMARIES)
+                policies = {reply.get("maxmemory-policy", "") for reply in replies.values()}
+            else:
+                policies = {str(self.client.config_get("maxmemory-policy").get(
+                    "maxmemory-policy", ""))}
         except redis.ResponseError as exc:  # CONFIG is often disabled on managed Redis
             return f"cannot read Redis maxmemory-policy ({exc}); make sure it is noeviction"
-        if policy in _EVICTING_POLICIES:
+        evicting = sorted(policies & _EVICTING_POLICIES)
+        if evicting:
             raise ConfigError(
-                f"Redis maxmemory-policy is {policy!r}, which can silently delete queued tasks; "
-                "set it to 'noeviction' (redis-cli CONFIG SET maxmemory-policy noeviction)"
+                f"Redis maxmemory-policy is {evicting[0]!r}, which can silently delete queued "
+                "tasks; set it to 'noeviction' (redis-cli CONFIG SET maxmemory-policy noeviction)"
             )
         return None
 
@@ -178,15 +200,16 @@ class RedisStore:
         for t in tasks:
             timeout = "" if t.timeout_s is None else repr(float(t.timeout_s))
             args += [t.id, t.payload_json, t.num_retries, timeout, repr(float(t.delay_s))]
-        pipe = self.client.pipeline(transaction=False)
-        self._scripts["enqueue"](keys=[k.input, k.scheduled, k.wake, k.stats, k.events],
-                                 args=args, client=pipe)
-        pipe.sadd(topics_key(self.namespace), topic)
-        result = pipe.execute()[0]
+        result = self._run("enqueue", [k.input, k.scheduled, k.wake, k.stats, k.events], args)
         if int(result[0]) == 0:
             raise DuplicateTaskError(
                 f"task id {result[1]!r} already exists in topic {topic!r}; nothing was enqueued"
             )
+        # The topics set lives in another cluster slot than the topic, so it cannot
+        # join the script; once per topic and process is enough for listing it.
+        if topic not in self._listed_topics:
+            self.client.sadd(topics_key(self.namespace), topic)
+            self._listed_topics.add(topic)
 
     # -- worker ------------------------------------------------------------
 
@@ -242,10 +265,15 @@ class RedisStore:
 
     def wait_for_wake(self, topics: list[str], timeout_s: float) -> bool:
         """Block until a state move signals work (True), or the timeout passes (False)."""
+        wake_keys = [self.keys(t).wake for t in topics]
+        if isinstance(self.client, RedisCluster) and len(wake_keys) > 1:
+            fan_out = self._wake_fan_outs.get(tuple(topics))
+            if fan_out is None:  # the topics stay the same for a manager's whole run
+                fan_out = WakeFanOut(self.client, wake_keys)
+                self._wake_fan_outs[tuple(topics)] = fan_out
+            return fan_out.wait(timeout_s)
         # BLPOP's timeout resolution is 0.01 s on Redis >= 6; 0 would mean forever.
-        woken = self.client.blpop([self.keys(t).wake for t in topics],
-                                  timeout=max(0.01, timeout_s))
-        return woken is not None
+        return self.client.blpop(wake_keys, timeout=max(0.01, timeout_s)) is not None
 
     # -- managers registry ---------------------------------------------------
 

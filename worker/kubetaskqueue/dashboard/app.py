@@ -33,6 +33,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..admin import iter_dead, purge_dead, requeue_dead, select_dead
+from ..cluster import Client
 from ..keys import check_topic
 from ..queue_state import known_topics
 from ..store import RedisStore
@@ -79,7 +80,7 @@ class ApiError(Exception):
         self.headers = headers
 
 
-def create_app(client: redis.Redis, namespace: str, *, allow_actions: bool = False,
+def create_app(client: Client, namespace: str, *, allow_actions: bool = False,
                token: str | None = None, sample_interval_s: float = 1.0) -> Starlette:
     """The dashboard as an ASGI app: read-only unless ``allow_actions`` (which needs ``token``)."""
     if allow_actions and not (token and token.strip()):

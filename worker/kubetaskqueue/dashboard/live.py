@@ -19,6 +19,7 @@ from typing import Any
 
 import redis
 
+from ..cluster import Client
 from ..events import watch
 from ..queue_state import read_queue_state
 
@@ -88,7 +89,7 @@ class Throughput:
 class LiveState:
     """Samples queue state every ``interval_s`` and hands the newest snapshot to every page."""
 
-    def __init__(self, client: redis.Redis, namespace: str, *,
+    def __init__(self, client: Client, namespace: str, *,
                  interval_s: float = SAMPLE_INTERVAL_S) -> None:
         self.client = client
         self.namespace = namespace

@@ -1,0 +1,166 @@
+"""Redis Cluster: the same queue on three real cluster masters (redis+cluster://).
+
+Topics are picked so their hash slots live on different masters: a manager
+serving all of them must wait, claim, reap and report across nodes.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from helpers import RedisServer, free_cluster_port, wait_until
+from kubetaskqueue import ConfigError, Manager, Task
+from kubetaskqueue.admin import requeue_dead, select_dead
+from kubetaskqueue.errors import RedisUnavailableError
+from kubetaskqueue.store import connect
+from redis.cluster import RedisCluster
+
+
+class Cluster:
+    def __init__(self, nodes: list[RedisServer]) -> None:
+        self.nodes = nodes
+        self.client = RedisCluster(host="127.0.0.1", port=nodes[0].port, decode_responses=True)
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes[:2])
+
+    def node_of(self, key: str) -> int:
+        """Port of the master that owns ``key``'s slot."""
+        return int(self.client.get_node_from_key(key).port)
+
+    def topics_on_every_node(self) -> list[str]:
+        """One topic per master (names probed until each master owns one)."""
+        by_port: dict[int, str] = {}
+        for i in range(200):
+            by_port.setdefault(self.node_of(f"kubetaskqueue:{{t{i}}}:input"), f"t{i}")
+            if len(by_port) == len(self.nodes):
+                return sorted(by_port.values())
+        raise AssertionError("no topic name found for every master")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    if shutil.which("redis-cli") is None:
+        pytest.fail("redis-cli not found: apt-get install redis-tools (.ci/run does this)")
+    nodes = []
+    for i in range(3):
+        workdir = tmp_path_factory.mktemp(f"cluster{i}")
+        node = RedisServer(workdir, appendonly=False, port=free_cluster_port(),
+                           args=("--cluster-enabled", "yes", "--cluster-config-file",
+                                 str(workdir / "nodes.conf")))
+        node.start()
+        nodes.append(node)
+    try:
+        subprocess.run(["redis-cli", "--cluster", "create",
+                        *[f"127.0.0.1:{n.port}" for n in nodes], "--cluster-yes"],
+                       check=True, capture_output=True, timeout=60)
+        probe = redis.Redis(port=nodes[0].port, decode_responses=True)
+        wait_until(lambda: probe.cluster("info").get("cluster_state") == "ok", 30,
+                   what="cluster state ok")
+        yield Cluster(nodes)
+    finally:
+        for node in nodes:
+            node.kill()
+
+
+@pytest.fixture
+def cluster_url(cluster: Cluster) -> str:
+    cluster.client.flushall(target_nodes=RedisCluster.PRIMARIES)
+    return cluster.url
+
+
+def test_one_manager_serves_topics_on_every_master(cluster: Cluster, cluster_url: str) -> None:
+    topics = cluster.topics_on_every_node()
+    assert len({cluster.node_of(f"kubetaskqueue:{{{t}}}:input") for t in topics}) == 3
+    # A long poll interval: only the wake-up hints can make these tasks start quickly.
+    m = Manager(cluster_url, poll_interval_s=3.0, num_workers=4, lease_ttl_s=5.0)
+    latency: dict[str, float] = {}
+    for topic in topics:
+        m.register(topic, lambda task: latency.setdefault(
+            task.topic, time.time() - task.payload["sent"]))
+    runner = threading.Thread(target=m.run, daemon=True)
+    runner.start()
+    wait_until(lambda: m.stats()["managers"] == 1, 10, what="manager registered")
+    time.sleep(0.3)  # idle: blocked on the wake-up lists
+    for topic in topics:
+        m.enqueue(topic, {"sent": time.time()})
+    wait_until(lambda: len(latency) == 3, 5, what="one task per master done")
+    assert max(latency.values()) < 1.0, latency
+    stats = m.stats()["topics"]
+    assert {t: (stats[t]["completed"], stats[t]["work"]) for t in topics} == {
+        t: (1, 0) for t in topics}
+    m.stop()
+    runner.join(10)
+    assert not runner.is_alive()
+    # The per-topic wake-up threads end by themselves once nobody waits.
+    wait_until(lambda: not any(t.name.startswith("kubetaskqueue-wake")
+                               for t in threading.enumerate()), 10, what="wake threads gone")
+
+
+def test_retries_dead_and_requeue_on_another_master(cluster: Cluster, cluster_url: str) -> None:
+    topic = cluster.topics_on_every_node()[-1]
+    m = Manager(cluster_url, poll_interval_s=0.1, num_workers=2, lease_ttl_s=5.0)
+    attempts: list[int] = []
+
+    @m.processor(topic)
+    def flaky(task: Task) -> None:
+        attempts.append(task.attempt)
+        if task.payload["fail"]:
+            raise RuntimeError("broken on purpose")
+
+    task_id = m.enqueue(topic, {"fail": True}, num_retries=1)
+    m.run(burst=True)
+    assert attempts == [1, 2]
+    assert select_dead(m.store, topic, None, None) == [task_id]
+    assert requeue_dead(m.store, topic, [task_id]) == 1
+    m.store.client.hset(m.store.keys(topic).task(task_id), "payload", '{"fail": false}')
+    m.run(burst=True)
+    assert attempts == [1, 2, 1]
+    assert m.stats()["topics"][topic]["completed"] == 1
+
+
+def test_watch_follows_topics_in_different_slots(cluster: Cluster, cluster_url: str) -> None:
+    topics = cluster.topics_on_every_node()
+    m = Manager(cluster_url)
+    for topic in topics:
+        m.enqueue(topic, {})
+    events = m.watch(topics, stats_interval_s=None, block_s=0.2, from_start=True)
+    seen = {next(events).topic for _ in topics}
+    assert seen == set(topics)
+
+
+def test_plain_url_to_a_cluster_node_says_what_to_use(cluster: Cluster, cluster_url: str) -> None:
+    node = cluster.nodes[0]
+    topic = next(t for t in (f"t{i}" for i in range(200))
+                 if cluster.node_of(f"kubetaskqueue:{{{t}}}:input") != node.port)
+    with pytest.raises(ConfigError, match=r"Redis Cluster node .* redis\+cluster://"):
+        Manager(node.url).enqueue(topic, {})
+
+
+def test_an_evicting_policy_on_any_master_is_refused(cluster: Cluster, cluster_url: str) -> None:
+    last = redis.Redis(port=cluster.nodes[-1].port)
+    last.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        with pytest.raises(ConfigError, match="allkeys-lru"):
+            Manager(cluster_url).store.check_eviction_policy()
+    finally:
+        last.config_set("maxmemory-policy", "noeviction")
+    assert Manager(cluster_url).store.check_eviction_policy() is None
+
+
+def test_cluster_url_errors(redis_url: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="bad port"):
+        connect("redis+cluster://127.0.0.1:notaport")
+    with pytest.raises(ConfigError, match="names no node"):
+        connect("redis+cluster://user:pw@/")
+    port = redis_url.rsplit(":", 1)[1].split("/")[0]
+    with pytest.raises(RedisUnavailableError, match="is it running"):
+        Manager(f"redis+cluster://127.0.0.1:{port}").enqueue("t", {})
