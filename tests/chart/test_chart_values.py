@@ -48,6 +48,15 @@ def test_schema_rejects_typos_and_wrong_types(values: dict[str, Any], message: s
         render(values)  # `helm install` checks the same schema
 
 
+@pytest.mark.parametrize("url", [
+    "redis://:pw@redis:6379/0", "rediss://redis:6380/1", "unix:///run/redis.sock",
+    "redis+sentinel://:pw@s1:26379,s2:26379/jobs/0", "redis+cluster://:pw@n1:6379,n2:6379",
+    "rediss+cluster://n1:6379"])
+def test_schema_takes_every_url_form_the_worker_connects_to(url: str) -> None:
+    chart().validate_schema(chart().merge_values(
+        {"redis": {"enabled": False}, "externalRedis": {"url": url}}))
+
+
 def test_every_values_key_has_a_comment() -> None:
     """Each key line in values.yaml is preceded by a comment line (or its section's)."""
     lines = (CHART / "values.yaml").read_text().splitlines()
