@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
 from probe import wait_until
@@ -48,14 +49,14 @@ class SentinelProc(RedisProc):
     def master(self) -> int | None:
         """The port this sentinel names as the service's primary (None: cannot tell)."""
         try:
-            addr = self.client().sentinel_get_master_addr_by_name(SERVICE)
+            addr: Any = self.client().sentinel_get_master_addr_by_name(SERVICE)
         except redis.RedisError:
             return None
         return None if addr is None else int(addr[1])
 
     def view(self) -> dict[str, int]:
         """Known replicas and other sentinels of the service."""
-        info = self.client().sentinel_master(SERVICE)
+        info: Any = self.client().sentinel_master(SERVICE)
         return {"replicas": int(info["num-slaves"]),
                 "sentinels": int(info["num-other-sentinels"])}
 
@@ -116,7 +117,8 @@ class SentinelSet:
         """``SENTINEL FAILOVER``: promote the replica without asking the others (no
         quorum needed). Returns the monotonic time the command was sent."""
         at = time.monotonic()
-        self.sentinels[0].client().execute_command("SENTINEL", "FAILOVER", SERVICE)
+        self.sentinels[0].client().execute_command(  # type: ignore[no-untyped-call]
+            "SENTINEL", "FAILOVER", SERVICE)
         return at
 
     def wait_primary(self, node: RedisProc, timeout_s: float = 30.0) -> float:
