@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -166,6 +168,13 @@ def test_sentinel_url_finds_the_master(own_redis: RedisServer, tmp_path: Path) -
         m.enqueue_many("t", [1, 2, 3])
         m.run(burst=True)
         assert Manager(own_redis.url).stats()["topics"]["t"]["completed"] == 3
+        # The thread that re-checks the master's address ends with its client.
+        assert any(t.name == "kubetaskqueue-sentinel-jobs" for t in threading.enumerate())
+        del m
+        gc.collect()
+        wait_until(lambda: not any(t.name == "kubetaskqueue-sentinel-jobs"
+                                   for t in threading.enumerate()), 5,
+                   what="sentinel re-check thread gone")
     finally:
         sentinel.kill()
         sentinel.wait()

@@ -31,3 +31,6 @@ RECONNECT_MAX_S = 5.0
 HTTP_PORT = 9100
 # Task events kept per topic (a capped Redis stream, ~100 bytes each); 0 = off.
 EVENTS_MAX_LEN = 10_000
+# How often a redis+sentinel:// client asks the sentinels where the master is: after
+# a failover the old master stays writable until it is demoted, and writes there are lost.
+SENTINEL_RECHECK_S = 0.5

@@ -6,7 +6,10 @@ through lupa), for demos and unit tests.
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -67,8 +70,8 @@ def connect(url: str, *, socket_timeout_s: float = 10.0) -> Client:
 
 
 def _connect_sentinel(url: str, options: dict[str, Any]) -> redis.Redis:
-    """The current master of a Sentinel-managed service; after a failover the client
-    asks the sentinels again on its next connection error."""
+    """The current master of a Sentinel-managed service, re-checked every
+    ``SENTINEL_RECHECK_S`` (see _follow_master)."""
     parts = urlsplit(url)
     segments = [s for s in parts.path.split("/") if s]
     hosts_part = parts.netloc.rpartition("@")[2]
@@ -91,7 +94,25 @@ def _connect_sentinel(url: str, options: dict[str, Any]) -> redis.Redis:
                         socket_connect_timeout=5.0, sentinel_kwargs={"socket_timeout": 5.0})
     master: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
         service, db=db, username=username, password=password, **options)
+    threading.Thread(target=_follow_master, args=(weakref.ref(master.connection_pool),),
+                     name=f"kubetaskqueue-sentinel-{service}", daemon=True).start()
     return master
+
+
+def _follow_master(pool_ref: weakref.ref[Any]) -> None:
+    """Ask the sentinels for the master's address until the client is gone.
+
+    redis-py asks them only after a connection error, but a failover (SENTINEL
+    FAILOVER, or one after a network split) leaves the old master up and writable
+    until Sentinel demotes it, ~10 s later: everything written there meanwhile is
+    acknowledged, then thrown away. On a new address the pool drops its idle
+    connections and each busy one as it is returned.
+    """
+    while (pool := pool_ref()) is not None:
+        with contextlib.suppress(redis.RedisError):  # no sentinel answers: the next
+            pool.get_master_address()                # connection attempt reports it
+        del pool  # hold no reference while sleeping, so the client can be collected
+        time.sleep(defaults.SENTINEL_RECHECK_S)
 
 
 def redact_url(url: str) -> str:
