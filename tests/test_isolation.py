@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import isolation_app
+import isolation_hang_app
 import pytest
 import redis
 from helpers import wait_until
-from kubetaskqueue import ConfigError, Manager, Task
+from kubetaskqueue import ConfigError, Manager, Task, isolation
 
 TESTS_DIR = Path(__file__).parent
 
@@ -115,6 +116,19 @@ def test_a_child_that_dies_fails_only_its_own_attempt(redis_url: str, tmp_path: 
     assert last_error(m, "iso", killed) == (
         "worker process exited with code -9 while running the task")
     assert not any(alive(r["pid"]) for r in attempts(log))
+
+
+def test_a_child_that_cannot_start_fails_the_attempt(
+        redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(isolation, "START_TIMEOUT_S", 1.0)
+    m = Manager(redis_url, poll_interval_s=0.1, num_workers=1)
+    m.register("hangs", isolation_hang_app.work, isolation="process")
+    task_id = m.enqueue("hangs", {})
+    m.run(burst=True)
+    assert m.stats()["topics"]["hangs"]["dead"] == 1
+    assert last_error(m, "hangs", task_id) == (
+        "timed out after 1.0s starting (importing the processors) (worker process killed)")
+    assert not multiprocessing.active_children()
 
 
 def test_stop_releases_the_task_and_ends_its_child(redis_url: str, tmp_path: Path) -> None:

@@ -43,6 +43,9 @@ Isolation = Literal["thread", "process"]
 _TERM_GRACE_S = 1.0
 # How often a child checks that its worker is alive (to exit mid-task if not).
 _PARENT_CHECK_S = 1.0
+# A new child must have imported the processors' modules within this long; an import
+# that hangs (a network call at import time, say) must not keep the slot busy forever.
+START_TIMEOUT_S = 60.0
 
 _spawn = multiprocessing.get_context("spawn")
 
@@ -114,7 +117,7 @@ class ChildProcesses:
         try:
             child, fresh = self._checkout(key)
             if fresh:  # its first message says whether it could import the processors
-                ready = self._exchange(child, None, None, "starting")
+                ready = self._exchange(child, None, START_TIMEOUT_S, "starting")
                 if ready.error is not None:
                     raise _ChildFailed(ready.error)
             outcome = self._exchange(child, task.to_json(), timeout_s, "running the task")
@@ -185,7 +188,9 @@ class ChildProcesses:
             if request is not None:
                 child.conn.send_bytes(request)
             if timeout_s is not None and not child.conn.poll(timeout_s):
-                raise _ChildFailed(f"timed out after {timeout_s:.1f}s (worker process killed)")
+                what = "starting (importing the processors)" if request is None else ""
+                raise _ChildFailed(f"timed out after {timeout_s:.1f}s {what}".rstrip()
+                                   + " (worker process killed)")
             return Outcome(**json.loads(child.conn.recv_bytes()))
         except (EOFError, OSError):
             child.process.join(_TERM_GRACE_S)  # it is exiting: wait for its real exit code
