@@ -164,3 +164,41 @@ def test_cluster_url_errors(redis_url: str, tmp_path: Path) -> None:
     port = redis_url.rsplit(":", 1)[1].split("/")[0]
     with pytest.raises(RedisUnavailableError, match="is it running"):
         Manager(f"redis+cluster://127.0.0.1:{port}").enqueue("t", {})
+
+
+def test_a_manager_rides_out_the_whole_cluster_going_away(
+        cluster: Cluster, cluster_url: str) -> None:
+    """Last in the module: it restarts every node (data is not persisted here)."""
+    topics = cluster.topics_on_every_node()
+    m = Manager(cluster_url, poll_interval_s=0.2, num_workers=2, lease_ttl_s=3.0)
+    done: list[str] = []
+    for topic in topics:
+        m.register(topic, lambda task: done.append(task.topic))
+    m.start()
+    try:
+        m.enqueue(topics[0], {})
+        wait_until(lambda: len(done) == 1, 10, what="first task done")
+        for node in cluster.nodes:
+            node.kill()
+        time.sleep(1.5)  # claim loop, wake-up threads and heartbeat all meet the outage
+        for node in cluster.nodes:
+            node.start()
+        wait_until(lambda: cluster.client.cluster_info().get("cluster_state") == "ok", 30,
+                   what="cluster back")
+
+        def enqueue_all() -> bool:
+            try:
+                m.enqueue_many(topics[0], [{}])
+            except RedisUnavailableError:
+                return False  # the producer side reconnects on its next call
+            return True
+
+        wait_until(enqueue_all, 20, what="enqueue works again")
+        for topic in topics[1:]:
+            m.enqueue(topic, {})
+        wait_until(lambda: len(done) == 1 + len(topics), 30,
+                   what="tasks enqueued after the outage done")
+        # The heartbeat re-registers the manager in the emptied Redis: it is alive too.
+        wait_until(lambda: m.stats()["managers"] == 1, 10, what="manager heartbeat back")
+    finally:
+        m.stop()

@@ -16,10 +16,10 @@ from typing import Any, TypeVar
 from wsgiref.simple_server import WSGIServer
 
 import click
-import redis
 from prometheus_client import CollectorRegistry
 
 from .admin import iter_dead, purge_dead, requeue_dead, select_dead, wait_for_task
+from .cluster import REDIS_ERRORS
 from .errors import KubeTaskQueueError, error_line
 from .events import Event
 from .httpserver import start_http_server
@@ -64,7 +64,7 @@ def runtime_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except KubeTaskQueueError as exc:
             _fail(str(exc))
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             _fail(f"Redis failed: {exc}; is it running? (set KUBETASKQUEUE_REDIS_URL)")
         except ValueError as exc:
             _fail(str(exc))

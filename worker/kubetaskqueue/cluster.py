@@ -17,12 +17,18 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import RedisClusterException
 
 from .errors import ConfigError
 
 Client: TypeAlias = "redis.Redis | RedisCluster"
 
 SCHEMES = ("redis+cluster://", "rediss+cluster://")
+
+# redis-py's cluster client raises RedisClusterException, which is not a RedisError,
+# when it cannot reach or map the cluster ("Redis Cluster cannot be connected", a slot
+# left uncovered while a master fails over): both mean Redis is unavailable for now.
+REDIS_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, RedisClusterException)
 
 # An event watcher over several slots polls at this interval when nothing happens.
 _STREAM_POLL_S = 0.25
@@ -102,7 +108,7 @@ class WakeFanOut:
             try:
                 if self._client.blpop([key], timeout=_WAKE_BLOCK_S) is not None:
                     self._woken.set()
-            except redis.RedisError:
+            except REDIS_ERRORS:
                 # The claim loop sees the outage itself; wake it so it finds out.
                 self._woken.set()
                 time.sleep(_WAKE_BLOCK_S)

@@ -18,9 +18,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import redis
-
-from .cluster import Client, read_streams
+from .cluster import REDIS_ERRORS, Client, read_streams
 from .keys import TopicKeys, manager_events_key
 from .queue_state import known_topics, read_queue_state
 
@@ -56,7 +54,7 @@ def publish_manager_event(client: Client, namespace: str, kind: str,
         client.xadd(manager_events_key(namespace),
                     {"type": kind, "manager": manager_id, "detail": detail},
                     maxlen=_MANAGER_EVENTS_MAX_LEN, approximate=True)
-    except redis.RedisError as exc:
+    except REDIS_ERRORS as exc:
         log.debug("could not publish %s: %s", kind, exc)
 
 

@@ -12,9 +12,8 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from types import FrameType
 from typing import Any, TypeVar, get_args
 
-import redis
-
 from .backoff import Backoff, default_backoff
+from .cluster import REDIS_ERRORS
 from .errors import ConfigError, KubeTaskQueueError, PayloadError, RedisUnavailableError
 from .events import Event, awatch, publish_manager_event, watch
 from .isolation import Isolation, reference
@@ -146,7 +145,7 @@ class Manager:
                  for i, body in zip(ids, encoded, strict=True)]
         try:
             self.store.enqueue(topic, tasks)
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise _unavailable(self.settings.redis_url, exc) from exc
         return ids
 
@@ -278,7 +277,7 @@ class Manager:
         failed, completed}}, "managers": n}``"""
         try:
             return read_queue_state(self.store.client, self.settings.namespace).as_stats()
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise _unavailable(self.settings.redis_url, exc) from exc
 
 
@@ -302,7 +301,7 @@ def _check_ids(ids: list[str], count: int) -> None:
             raise ValueError(f"invalid task id {task_id!r}: 1-200 characters, no whitespace")
 
 
-def _unavailable(url: str, exc: redis.RedisError) -> RedisUnavailableError:
+def _unavailable(url: str, exc: Exception) -> RedisUnavailableError:
     return RedisUnavailableError(
         f"Redis at {redact_url(url)} failed: {exc}; is it running? (set KUBETASKQUEUE_REDIS_URL)"
     )

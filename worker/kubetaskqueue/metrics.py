@@ -11,12 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-import redis
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .cluster import Client
+from .cluster import REDIS_ERRORS, Client
 from .keys import STAT_FIELDS
 from .queue_state import read_queue_state
 from .version import __version__
@@ -90,7 +89,7 @@ class QueueStateCollector(Collector):
                                "1 if the last scrape could read Redis, else 0.")
         try:
             state = read_queue_state(self.client, self.namespace, self.topics)
-        except redis.RedisError:
+        except REDIS_ERRORS:
             up.add_metric([], 0)
             yield up
             return

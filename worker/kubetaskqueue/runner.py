@@ -26,10 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import redis
-
 from . import defaults
 from .backoff import Backoff
+from .cluster import REDIS_ERRORS
 from .errors import ConfigError, Retry, error_line
 from .isolation import ChildProcesses, Isolation
 from .metrics import WorkerMetrics
@@ -194,7 +193,7 @@ class Runner:
         self._force.set()  # outcome writes still retrying against a dead Redis give up
         try:
             self.store.deregister_manager(self.manager_id)
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             log.warning("could not deregister manager %s: %s (its entry expires by itself)",
                         self.manager_id, exc)
 
@@ -204,7 +203,7 @@ class Runner:
             attempt.future.cancel()
         try:
             released = self.store.release(task.topic, task.id, task.lease_token)
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             log.warning("could not release task %s (%s); it restarts when its lease expires",
                         task.id, exc)
             return
@@ -250,7 +249,7 @@ class Runner:
                     if next_due is not None:
                         wait_s = min(wait_s, next_due)
                     self.store.wait_for_wake(self.topics, wait_s)
-                except redis.RedisError as exc:
+                except REDIS_ERRORS as exc:
                     self._stopping.wait(self.redis.failure(exc))
         except ConfigError as exc:
             self.fatal = exc  # Manager.run raises it; the CLI prints one line
@@ -282,7 +281,7 @@ class Runner:
                 return
             except ConfigError:
                 raise
-            except redis.RedisError as exc:
+            except REDIS_ERRORS as exc:
                 self._stopping.wait(self.redis.failure(exc))
 
     def _claim_round(self, free: int, offset: int) -> tuple[int, float | None]:
@@ -450,7 +449,7 @@ class Runner:
                 result = write()
                 self.redis.success()
                 return result
-            except redis.RedisError as exc:
+            except REDIS_ERRORS as exc:
                 if self._force.is_set():
                     log.warning("gave up recording %s: Redis unreachable; the task runs "
                                 "again once its lease expires", what)
@@ -473,7 +472,7 @@ class Runner:
                     self._reap()
                     next_reap = now + reap_every
                 self.redis.success()
-            except redis.RedisError as exc:
+            except REDIS_ERRORS as exc:
                 self.redis.failure(exc)
                 next_beat = min(next_beat, now + defaults.RECONNECT_MAX_S)
             next_deadline = self._expire_timeouts()

@@ -23,7 +23,6 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
 
-import redis
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -33,7 +32,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..admin import iter_dead, purge_dead, requeue_dead, select_dead
-from ..cluster import Client
+from ..cluster import REDIS_ERRORS, Client
 from ..keys import check_topic
 from ..queue_state import known_topics
 from ..store import RedisStore
@@ -212,8 +211,9 @@ def create_app(client: Client, namespace: str, *, allow_actions: bool = False,
               methods=["POST"]),
         Mount("/static", StaticFiles(packages=[(__package__ or "", "static")])),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan,
-                    exception_handlers={ApiError: api_error, redis.RedisError: redis_error})
+    handlers: dict[Any, Callable[[Request, Exception], Any]] = {
+        ApiError: api_error, **dict.fromkeys(REDIS_ERRORS, redis_error)}
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
     app.add_middleware(SecurityHeaders)
     app.state.live = live
     return app

@@ -17,9 +17,7 @@ import time
 from collections import deque
 from typing import Any
 
-import redis
-
-from ..cluster import Client
+from ..cluster import REDIS_ERRORS, Client
 from ..events import watch
 from ..queue_state import read_queue_state
 
@@ -150,7 +148,7 @@ class LiveState:
                 if failing:
                     log.info("dashboard: Redis is reachable again")
                 failing = False
-            except redis.RedisError as exc:
+            except REDIS_ERRORS as exc:
                 if not failing:
                     log.warning("dashboard: cannot read Redis: %s", exc)
                 failing = True
@@ -194,6 +192,6 @@ class LiveState:
                         return
                     if event.type == "TASK_COMPLETION":
                         self.throughput.add(event.topic, event.time)
-            except redis.RedisError as exc:
+            except REDIS_ERRORS as exc:
                 log.debug("dashboard: events stopped (%s); following again", exc)
                 time.sleep(_EVENTS_RETRY_S)
