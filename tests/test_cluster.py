@@ -6,6 +6,7 @@ serving all of them must wait, claim, reap and report across nodes.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import threading
@@ -15,11 +16,16 @@ from pathlib import Path
 
 import pytest
 import redis
+from click.testing import CliRunner
 from helpers import RedisServer, free_cluster_port, wait_until
 from kubetaskqueue import ConfigError, Manager, Task
 from kubetaskqueue.admin import requeue_dead, select_dead
+from kubetaskqueue.cli import cli
 from kubetaskqueue.errors import RedisUnavailableError
+from kubetaskqueue.metrics import QueueStateCollector
 from kubetaskqueue.store import connect
+from kubetaskqueue_operator.queue import RedisQueueReader
+from prometheus_client import CollectorRegistry
 from redis.cluster import RedisCluster
 
 
@@ -164,6 +170,24 @@ def test_cluster_url_errors(redis_url: str, tmp_path: Path) -> None:
     port = redis_url.rsplit(":", 1)[1].split("/")[0]
     with pytest.raises(RedisUnavailableError, match="is it running"):
         Manager(f"redis+cluster://127.0.0.1:{port}").enqueue("t", {})
+
+
+def test_operator_exporter_and_cli_read_queue_state_across_masters(
+        cluster: Cluster, cluster_url: str) -> None:
+    """What autoscaling, alerts and `kubetaskqueue stats` read: topics on three masters."""
+    topics = cluster.topics_on_every_node()
+    producer = Manager(cluster_url)
+    for n, topic in enumerate(topics, start=1):
+        producer.enqueue_many(topic, [{}] * n)
+    snapshot = RedisQueueReader()(cluster_url, "kubetaskqueue", None)
+    assert (snapshot.input, snapshot.backlog) == (6, 6)
+    registry = CollectorRegistry()
+    registry.register(QueueStateCollector(connect(cluster_url), "kubetaskqueue"))
+    assert [registry.get_sample_value("kubetaskqueue_queue_tasks",
+                                      {"topic": t, "state": "input"}) for t in topics] == [1, 2, 3]
+    result = CliRunner().invoke(cli, ["--redis-url", cluster_url, "stats", "--json"])
+    assert result.exit_code == 0, result.output
+    assert [json.loads(result.stdout)["topics"][t]["input"] for t in topics] == [1, 2, 3]
 
 
 def test_a_manager_rides_out_the_whole_cluster_going_away(
