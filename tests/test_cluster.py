@@ -19,6 +19,7 @@ import redis
 from click.testing import CliRunner
 from helpers import RedisServer, free_cluster_port, wait_until
 from kubetaskqueue import ConfigError, Manager, Task
+from kubetaskqueue import cluster as cluster_module
 from kubetaskqueue.admin import requeue_dead, select_dead
 from kubetaskqueue.cli import cli
 from kubetaskqueue.errors import RedisUnavailableError
@@ -170,6 +171,24 @@ def test_cluster_url_errors(redis_url: str, tmp_path: Path) -> None:
     port = redis_url.rsplit(":", 1)[1].split("/")[0]
     with pytest.raises(RedisUnavailableError, match="is it running"):
         Manager(f"redis+cluster://127.0.0.1:{port}").enqueue("t", {})
+
+
+def test_wake_threads_end_when_idle_and_come_back(
+        cluster: Cluster, cluster_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cluster_module, "_WAKE_IDLE_EXIT_S", 0.3)
+    monkeypatch.setattr(cluster_module, "_WAKE_BLOCK_S", 0.1)
+    keys = [f"kubetaskqueue:{{{t}}}:wake" for t in cluster.topics_on_every_node()]
+    fan_out = cluster_module.WakeFanOut(cluster.client, keys)
+
+    def wake_threads() -> int:
+        return sum(t.name.startswith("kubetaskqueue-wake") for t in threading.enumerate())
+
+    assert fan_out.wait(0.05) is False and wake_threads() == 3
+    wait_until(lambda: wake_threads() == 0, 5, what="idle wake-up threads gone")
+    cluster.client.rpush(keys[-1], "1")  # a hint left while nobody watched
+    assert fan_out.wait(2.0) is True and wake_threads() == 3
+    cluster.client.rpush(keys[0], "1")
+    assert fan_out.wait(2.0) is True
 
 
 def test_operator_exporter_and_cli_read_queue_state_across_masters(

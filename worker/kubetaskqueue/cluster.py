@@ -76,7 +76,7 @@ class WakeFanOut:
         self._keys = keys
         self._woken = threading.Event()
         self._lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
+        self._threads: dict[str, threading.Thread] = {}  # wake-up key -> its thread
         self._waiting = False
         self._last_wait = time.monotonic()
 
@@ -87,31 +87,43 @@ class WakeFanOut:
             woken = self._woken.wait(timeout_s)
         finally:
             self._waiting, self._last_wait = False, time.monotonic()
-        self._woken.clear()
+        if woken:  # the claim that follows sees every task pushed before this clear
+            self._woken.clear()
         return woken
 
-    def _wanted(self) -> bool:
-        return self._waiting or time.monotonic() - self._last_wait < _WAKE_IDLE_EXIT_S
+    def _keep_watching(self, key: str) -> bool:
+        """False once nobody has waited for a while; then the key's entry goes too,
+        under the lock, so a new waiter either sees this thread alive or starts one."""
+        with self._lock:
+            if self._waiting or time.monotonic() - self._last_wait < _WAKE_IDLE_EXIT_S:
+                return True
+            del self._threads[key]
+            return False
 
     def _ensure_threads(self) -> None:
+        """Start a thread for each key that has none (first wait, or it exited idle)."""
         with self._lock:
-            if self._threads and all(t.is_alive() for t in self._threads):
-                return
-            self._threads = [threading.Thread(target=self._watch, args=(key,), daemon=True,
-                                              name=f"kubetaskqueue-wake-{key}")
-                             for key in self._keys]
-            for thread in self._threads:
-                thread.start()
+            for key in self._keys:
+                if key not in self._threads:
+                    self._threads[key] = threading.Thread(
+                        target=self._watch, args=(key,), daemon=True,
+                        name=f"kubetaskqueue-wake-{key}")
+                    self._threads[key].start()
 
     def _watch(self, key: str) -> None:
-        while self._wanted():
-            try:
-                if self._client.blpop([key], timeout=_WAKE_BLOCK_S) is not None:
+        try:
+            while self._keep_watching(key):
+                try:
+                    if self._client.blpop([key], timeout=_WAKE_BLOCK_S) is not None:
+                        self._woken.set()
+                except REDIS_ERRORS:
+                    # The claim loop sees the outage itself; wake it so it finds out.
                     self._woken.set()
-            except REDIS_ERRORS:
-                # The claim loop sees the outage itself; wake it so it finds out.
-                self._woken.set()
-                time.sleep(_WAKE_BLOCK_S)
+                    time.sleep(_WAKE_BLOCK_S)
+        finally:  # also after an unexpected error: the next wait starts a new thread
+            with self._lock:
+                if self._threads.get(key) is threading.current_thread():
+                    del self._threads[key]
 
 
 def read_streams(client: Client, cursors: dict[str, str], block_s: float,
