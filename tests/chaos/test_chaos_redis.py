@@ -52,6 +52,9 @@ def test_redis_killed_and_frozen_loses_nothing(queue_redis: RedisProc, ledger: L
         queue_redis.kill()  # SIGKILL mid-run; AOF with fsync always keeps every ack
         time.sleep(2.0)
         queue_redis.start()
+        # Each worker notices the restart before the freeze (it retries within a beat).
+        wait_until(lambda: all(w.log().count("is reachable again") == 1 for w in workers), 30,
+                   what="every worker reconnected")
         wait_until(lambda: ledger.count("finishes") >= OUTAGE_TASKS // 2, 60, what="resumed")
         queue_redis.pause()  # SIGSTOP: connections hang instead of failing
         time.sleep(REDIS_PAUSE_S)

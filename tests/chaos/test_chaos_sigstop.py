@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from typing import Any
@@ -60,5 +61,8 @@ def test_sigstopped_worker_acks_are_fenced(queue_redis: RedisProc, ledger: Ledge
     # It notices either way: the heartbeat after SIGCONT, or the refused ack if the
     # task finishes first (whichever thread the scheduler runs first).
     assert "lost the lease" in frozen.log() or "lease was taken over" in frozen.log()
+    # And it says why: its heartbeat ran about as late as it was stopped.
+    late = [float(x) for x in re.findall(r"the heartbeat ran ([\d.]+)s late", frozen.log())]
+    assert late and max(late) >= 2 * LEASE_TTL_S - LEASE_TTL_S / 3 - 0.5, late
     assert pool.fenced_in_logs(rescuer) == 0
     assert pool.terminate_all() == {frozen.pid: 0, rescuer.pid: 0}

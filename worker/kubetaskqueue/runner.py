@@ -473,12 +473,23 @@ class Runner:
                     next_reap = now + reap_every
                 self.redis.success()
             except REDIS_ERRORS as exc:
-                self.redis.failure(exc)
-                next_beat = min(next_beat, now + defaults.RECONNECT_MAX_S)
+                # Retry after the backoff (not at once: a refused connection fails fast),
+                # but at least every beat, so leases are renewed soon after Redis is back.
+                retry_at = now + min(self.redis.failure(exc), heartbeat_every)
+                next_beat, next_reap = max(next_beat, retry_at), max(next_reap, retry_at)
             next_deadline = self._expire_timeouts()
             wake_at = min(next_beat, next_reap, next_deadline or next_beat)
-            self._maint_kick.wait(max(0.0, wake_at - time.monotonic()))
+            sleep_s = max(0.0, wake_at - time.monotonic())
+            slept_from = time.monotonic()
+            self._maint_kick.wait(sleep_s)
             self._maint_kick.clear()
+            late_s = time.monotonic() - slept_from - sleep_s
+            if late_s > heartbeat_every:  # this thread did not run: leases went unrenewed
+                log.warning("the heartbeat ran %.1fs late (it renews leases every %.1fs, lease "
+                            "TTL %.0fs): the process was paused, or a task held the GIL in a C "
+                            "call; leases may have expired. Register a topic whose processor "
+                            "calls such C code with isolation='process'",
+                            late_s, heartbeat_every, self.settings.lease_ttl_s)
 
     def _heartbeat(self) -> None:
         with self._cond:
