@@ -118,6 +118,18 @@ def test_a_child_that_dies_fails_only_its_own_attempt(redis_url: str, tmp_path: 
     assert not any(alive(r["pid"]) for r in attempts(log))
 
 
+def test_a_child_is_replaced_after_child_max_tasks(redis_url: str, tmp_path: Path) -> None:
+    m = make(redis_url)
+    m.configure(child_max_tasks=2)
+    log = tmp_path / "log"
+    m.enqueue_many("iso", [{"log": str(log)} for _ in range(5)])
+    m.run(burst=True)
+    pids = [r["pid"] for r in attempts(log)]
+    assert len(pids) == 5 and len(set(pids)) == 3
+    assert pids[0] == pids[1] != pids[2] == pids[3] != pids[4]
+    assert not any(alive(pid) for pid in pids)
+
+
 def test_a_child_that_cannot_start_fails_the_attempt(
         redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(isolation, "START_TIMEOUT_S", 1.0)

@@ -31,6 +31,9 @@ RECONNECT_MAX_S = 5.0
 HTTP_PORT = 9100
 # Task events kept per topic (a capped Redis stream, ~100 bytes each); 0 = off.
 EVENTS_MAX_LEN = 10_000
+# isolation="process": a child process is replaced after this many tasks, 0 = never
+# (set it when a processor leaks memory, as Celery's worker_max_tasks_per_child).
+CHILD_MAX_TASKS = 0
 # How often a redis+sentinel:// client asks the sentinels where the master is: after
 # a failover the old master stays writable until it is demoted, and writes there are lost.
 SENTINEL_RECHECK_S = 0.5

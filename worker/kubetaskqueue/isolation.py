@@ -93,6 +93,7 @@ class _ChildFailed(Exception):
 class _Child:
     process: BaseProcess
     conn: Connection
+    tasks_run: int = 0
 
 
 class ChildProcesses:
@@ -102,8 +103,12 @@ class ChildProcesses:
     busy for exactly one slot at a time.
     """
 
-    def __init__(self, processors: dict[str, Callable[[Task], Any]]) -> None:
+    def __init__(self, processors: dict[str, Callable[[Task], Any]], max_tasks: int = 0
+                 ) -> None:
+        """``max_tasks`` > 0 replaces a child after that many tasks (memory a processor
+        leaks goes with it, like Celery's worker_max_tasks_per_child)."""
         self._refs = {topic: _importable(topic, fn) for topic, fn in processors.items()}
+        self._max_tasks = max_tasks
         self._lock = threading.Lock()
         self._idle: list[_Child] = []
         self._busy: dict[tuple[str, str], _Child] = {}
@@ -121,6 +126,7 @@ class ChildProcesses:
                 if ready.error is not None:
                     raise _ChildFailed(ready.error)
             outcome = self._exchange(child, task.to_json(), timeout_s, "running the task")
+            child.tasks_run += 1
         except _ChildFailed as exc:
             if child is not None:
                 self._discard(key, child)
@@ -169,8 +175,9 @@ class ChildProcesses:
         return _Child(process, ours)
 
     def _checkin(self, key: tuple[str, str], child: _Child) -> None:
+        worn_out = 0 < self._max_tasks <= child.tasks_run
         with self._lock:
-            if not self._closed:
+            if not self._closed and not worn_out:
                 self._busy.pop(key, None)
                 self._idle.append(child)
                 return

@@ -121,7 +121,8 @@ class Runner:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task_threads = TaskThreads("kubetaskqueue-task")
         self._children = ChildProcesses({topic: p.fn for topic, p in processors.items()
-                                         if p.isolation == "process"})
+                                         if p.isolation == "process"},
+                                        max_tasks=settings.child_max_tasks)
         self._acks: queue.SimpleQueue[Attempt | None] = queue.SimpleQueue()  # None = stop
         self._threads: list[threading.Thread] = []
 

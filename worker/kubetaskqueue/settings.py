@@ -30,4 +30,5 @@ class Settings(BaseSettings):
     reap_interval_s: Annotated[float, Field(gt=0)] = defaults.REAP_INTERVAL_S
     events_max_len: Annotated[int, Field(ge=0)] = defaults.EVENTS_MAX_LEN
     http_port: Annotated[int, Field(ge=0, le=65535)] = defaults.HTTP_PORT
+    child_max_tasks: Annotated[int, Field(ge=0)] = defaults.CHILD_MAX_TASKS
     pod_name: str = Field(default_factory=_pod_name)
