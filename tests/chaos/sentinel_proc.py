@@ -127,6 +127,14 @@ class SentinelSet:
                    and role(node)[0] == "master", timeout_s, what=f"{node.port} promoted")
         return time.monotonic()
 
+    def wait_failover_over(self, timeout_s: float = 30.0) -> None:
+        """Until no sentinel has a failover of the service in progress (a node restarted
+        while one still runs can be picked by its next attempt: a second switch)."""
+        def over() -> bool:
+            masters: list[Any] = [s.client().sentinel_master(SERVICE) for s in self.sentinels]
+            return not any("failover" in str(m["flags"]) for m in masters)
+        wait_until(over, timeout_s, 0.1, what="failover over on every sentinel")
+
     def wait_replica(self, node: RedisProc, of: RedisProc, timeout_s: float = 40.0) -> float:
         """Until ``node`` replicates ``of`` with its link up (the old primary after a
         failover: sentinel reconfigures it some seconds later); returns the time."""
