@@ -185,3 +185,5 @@ def test_bad_sentinel_urls_get_a_clear_error() -> None:
         Manager("redis+sentinel://:secret@127.0.0.1:26379").enqueue("t", 1)
     with pytest.raises(ConfigError, match=r"\*\*\*@"):  # the password never shows
         Manager("redis+sentinel://:secret@127.0.0.1:x/jobs").enqueue("t", 1)
+    with pytest.raises(ConfigError, match="rediss\\+sentinel:// \\(TLS\\) takes ssl_ca_certs"):
+        Manager("redis+sentinel://127.0.0.1/jobs?ssl_ca_certs=/ca.pem").enqueue("t", 1)

@@ -13,10 +13,10 @@ import pytest
 import redis
 from helpers import free_port
 from kubetaskqueue import Manager
-from kubetaskqueue.errors import RedisUnavailableError
+from kubetaskqueue.errors import ConfigError, RedisUnavailableError
 from ledger import Ledger
 from probe import topic_state, wait_until
-from redis_proc import RedisFleet
+from redis_proc import RedisFleet, RedisProc, redis_binary
 from tls_certs import make_certs
 from workers import WorkerPool
 
@@ -73,6 +73,56 @@ def test_tls(fleet: RedisFleet, ledger: Ledger, pool: WorkerPool, tmp_path: Path
     print(figures)
     with pytest.raises(redis.ConnectionError):  # and it is really TLS-only
         redis.Redis(port=server.port, socket_timeout=2).ping()
+
+
+class TlsSentinel(RedisProc):
+    """``redis-server <conf> --sentinel``; the test writes the TLS config (sentinel
+    rewrites the file, so it lives in the server's own directory)."""
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir, appendonly=False, tls=True)
+        self.conf = workdir / "sentinel.conf"
+
+    def command(self) -> list[str]:
+        return [redis_binary(), str(self.conf), "--sentinel"]
+
+
+def test_tls_sentinel(fleet: RedisFleet, ledger: Ledger, pool: WorkerPool, tmp_path: Path,
+                      figures: dict[str, Any]) -> None:
+    """rediss+sentinel://: TLS to a TLS-only sentinel and a TLS-only Redis."""
+    certs = make_certs(tmp_path / "certs")
+    tls_args = ("--tls-cert-file", str(certs["server"]), "--tls-key-file",
+                str(certs["server-key"]), "--tls-ca-cert-file", str(certs["ca"]),
+                "--tls-auth-clients", "no")
+    server = fleet.start("tls-data", *tls_args, tls=True)
+    check = redis.Redis(port=server.port, ssl=True, ssl_ca_certs=str(certs["ca"]),
+                        decode_responses=True)
+    server.wait_ready(check)
+    sentinel = TlsSentinel(fleet.root / "tls-sentinel")
+    fleet.servers.append(sentinel)  # killed with the rest at teardown
+    sentinel.conf.write_text(
+        f"port 0\ntls-port {sentinel.port}\nbind 127.0.0.1\ndir {sentinel.workdir}\n"
+        + "".join(f"{k.lstrip('-')} {v}\n" for k, v in zip(tls_args[::2], tls_args[1::2],
+                                                           strict=True))
+        + f"tls-replication yes\nsentinel monitor jobs 127.0.0.1 {server.port} 1\n")
+    sentinel.start()
+    probe = redis.Redis(port=sentinel.port, ssl=True, ssl_ca_certs=str(certs["ca"]))
+
+    def knows_master() -> bool:
+        try:
+            return probe.sentinel_get_master_addr_by_name("jobs") is not None
+        except redis.ConnectionError:
+            return False
+
+    wait_until(knows_master, 30, what="TLS sentinel knows the master")
+    url = f"rediss+sentinel://127.0.0.1:{sentinel.port}/jobs/0?ssl_ca_certs={certs['ca']}"
+    figures.update(tasks=run_tasks(url, ledger, pool, check),
+                   url_form="rediss+sentinel://…/jobs/0?ssl_ca_certs=")
+    print(figures)
+    with pytest.raises(ConfigError, match="unknown option"):  # a typo is refused, not ignored
+        Manager(url.replace("ssl_ca_certs", "ssl_ca_cert")).enqueue("work", {})
+    with pytest.raises(redis.ConnectionError):  # and the sentinel is really TLS-only
+        redis.Redis(port=sentinel.port, socket_timeout=2).ping()
 
 
 def test_evicting_maxmemory_policy_is_refused(fleet: RedisFleet, pool: WorkerPool) -> None:

@@ -50,7 +50,8 @@ def test_schema_rejects_typos_and_wrong_types(values: dict[str, Any], message: s
 
 @pytest.mark.parametrize("url", [
     "redis://:pw@redis:6379/0", "rediss://redis:6380/1", "unix:///run/redis.sock",
-    "redis+sentinel://:pw@s1:26379,s2:26379/jobs/0", "redis+cluster://:pw@n1:6379,n2:6379",
+    "redis+sentinel://:pw@s1:26379,s2:26379/jobs/0", "rediss+sentinel://s1:26379/jobs",
+    "redis+cluster://:pw@n1:6379,n2:6379",
     "rediss+cluster://n1:6379"])
 def test_schema_takes_every_url_form_the_worker_connects_to(url: str) -> None:
     chart().validate_schema(chart().merge_values(

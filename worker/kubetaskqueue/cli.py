@@ -75,7 +75,7 @@ def runtime_errors(fn: F) -> F:
 @click.version_option(__version__)
 @click.option("--redis-url", default=None, metavar="URL", envvar="KUBETASKQUEUE_REDIS_URL",
               show_envvar=True,
-              help="redis://, rediss:// (TLS), unix://, redis+sentinel://, redis+cluster:// "
+              help="redis://, rediss:// (TLS), unix://, redis(s)+sentinel://, redis(s)+cluster:// "
                    "or memory:// [default redis://localhost:6379/0]")
 @click.option("--namespace", default=None, envvar="KUBETASKQUEUE_NAMESPACE", show_envvar=True,
               help="Key prefix shared by producers and workers")

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis
 from redis.cluster import RedisCluster
@@ -36,7 +36,8 @@ _EVICTING_POLICIES = {"allkeys-lru", "allkeys-lfu", "allkeys-random",
 
 def connect(url: str, *, socket_timeout_s: float = 10.0) -> Client:
     """A client for ``redis://``, ``rediss://`` (TLS), ``unix://``, ``memory://[name]``,
-    ``redis+sentinel://[[user]:password@]host[:26379][,host2...]/service[/db]``, or
+    ``redis+sentinel://[[user]:password@]host[:26379][,host2...]/service[/db]``
+    (``rediss+sentinel://...?ssl_ca_certs=<pem>`` for TLS to sentinels and Redis), or
     ``redis+cluster://[[user]:password@]host:port[,host2:port...]`` (``rediss+cluster://``
     for TLS).
 
@@ -57,7 +58,7 @@ def connect(url: str, *, socket_timeout_s: float = 10.0) -> Client:
         "socket_connect_timeout": 5.0,
         "health_check_interval": 30,
     }
-    if url.startswith("redis+sentinel://"):
+    if url.startswith(("redis+sentinel://", "rediss+sentinel://")):
         return _connect_sentinel(url, options)
     if url.startswith(CLUSTER_SCHEMES):
         return connect_cluster(url, options)
@@ -73,6 +74,7 @@ def _connect_sentinel(url: str, options: dict[str, Any]) -> redis.Redis:
     """The current master of a Sentinel-managed service, re-checked every
     ``SENTINEL_RECHECK_S`` (see _follow_master)."""
     parts = urlsplit(url)
+    tls = _sentinel_tls_options(url, parts.scheme == "rediss+sentinel", parts.query)
     segments = [s for s in parts.path.split("/") if s]
     hosts_part = parts.netloc.rpartition("@")[2]
     try:
@@ -91,12 +93,34 @@ def _connect_sentinel(url: str, options: dict[str, Any]) -> redis.Redis:
     username = unquote(parts.username) if parts.username else None
     # redis-py's Sentinel has no type hints.
     sentinel = Sentinel(sentinels, socket_timeout=5.0,  # type: ignore[no-untyped-call]
-                        socket_connect_timeout=5.0, sentinel_kwargs={"socket_timeout": 5.0})
+                        socket_connect_timeout=5.0,
+                        sentinel_kwargs={"socket_timeout": 5.0, **tls})
     master: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
-        service, db=db, username=username, password=password, **options)
+        service, db=db, username=username, password=password, **options, **tls)
     threading.Thread(target=_follow_master, args=(weakref.ref(master.connection_pool),),
                      name=f"kubetaskqueue-sentinel-{service}", daemon=True).start()
     return master
+
+
+_SENTINEL_TLS_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs",
+                         "ssl_check_hostname")
+
+
+def _sentinel_tls_options(url: str, tls: bool, query: str) -> dict[str, Any]:
+    """redis-py connection options for ``rediss+sentinel://`` (sentinels and Redis alike);
+    a plain ``redis+sentinel://`` URL takes no query options."""
+    given = dict(parse_qsl(query))
+    unknown = sorted(set(given) - set(_SENTINEL_TLS_OPTIONS if tls else ()))
+    if unknown:
+        raise ConfigError(
+            f"unknown option(s) {', '.join(unknown)} in Sentinel URL {redact_url(url)!r}: "
+            f"rediss+sentinel:// (TLS) takes {', '.join(_SENTINEL_TLS_OPTIONS)}")
+    if not tls:
+        return {}
+    options: dict[str, Any] = {"ssl": True, **given}
+    if "ssl_check_hostname" in given:
+        options["ssl_check_hostname"] = given["ssl_check_hostname"].lower() in ("1", "true", "yes")
+    return options
 
 
 def _follow_master(pool_ref: weakref.ref[Any]) -> None:
