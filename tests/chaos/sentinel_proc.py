@@ -28,9 +28,9 @@ class SentinelProc(RedisProc):
         self.conf = workdir / "sentinel.conf"
         self.myid = f"{number + 1:040x}"  # fixed, so the others can be told about it
 
-    def configure(self, primary: RedisProc, replica: RedisProc, quorum: int,
+    def configure(self, primary: RedisProc, replicas: list[RedisProc], quorum: int,
                   peers: list[SentinelProc]) -> None:
-        """What the sentinels would learn over ~2-10 s (the replica from INFO, each
+        """What the sentinels would learn over ~2-10 s (the replicas from INFO, each
         other from the hello channel), written up front so the set is ready at once."""
         known = "".join(f"sentinel known-sentinel {SERVICE} 127.0.0.1 {p.port} {p.myid}\n"
                         for p in peers if p is not self)
@@ -41,7 +41,8 @@ class SentinelProc(RedisProc):
             f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}\n"
             f"sentinel failover-timeout {SERVICE} {FAILOVER_TIMEOUT_MS}\n"
             f"sentinel parallel-syncs {SERVICE} 1\n"
-            f"sentinel known-replica {SERVICE} 127.0.0.1 {replica.port}\n{known}")
+            + "".join(f"sentinel known-replica {SERVICE} 127.0.0.1 {r.port}\n"
+                      for r in replicas) + known)
 
     def command(self) -> list[str]:
         return [redis_binary(), str(self.conf), "--sentinel"]
@@ -74,24 +75,33 @@ def role(node: RedisProc) -> tuple[str, int | None, bool]:
 
 
 class SentinelSet:
-    """Two data nodes and three sentinels; ``node_args`` go to both data nodes (e.g.
-    ``--min-replicas-to-write 1``: either may be the primary after a failover)."""
+    """Two data nodes (three with ``spare``) and three sentinels; ``node_args`` go to
+    every data node (e.g. ``--min-replicas-to-write 1``: any may become primary).
 
-    def __init__(self, fleet: RedisFleet, *node_args: str, quorum: int = 2) -> None:
+    The spare node has a low replica priority, so Sentinel always promotes one of the
+    first two and the scenario's steps stay the same: the spare only keeps a replica
+    next to whichever of them is primary."""
+
+    def __init__(self, fleet: RedisFleet, *node_args: str, quorum: int = 2,
+                 spare: bool = False) -> None:
         node_args = (*NODE_ARGS, *node_args)
         first = fleet.start("node0", *node_args)
-        second = fleet.start("node1", "--replicaof", "127.0.0.1", str(first.port), *node_args)
-        self.nodes = [first, second]
-        wait_until(lambda: role(second) == ("slave", first.port, True), 30,
-                   what="replica in sync")
+        follow = ("--replicaof", "127.0.0.1", str(first.port))
+        self.nodes = [first, fleet.start("node1", *follow, *node_args)]
+        if spare:
+            self.nodes.append(fleet.start("node2", *follow, "--replica-priority", "200",
+                                          *node_args))
+        replicas = self.nodes[1:]
+        wait_until(lambda: all(role(r) == ("slave", first.port, True) for r in replicas), 30,
+                   what="replicas in sync")
         self.sentinels = [SentinelProc(fleet.root / f"sentinel{n}", n) for n in range(3)]
         for sentinel in self.sentinels:
-            sentinel.configure(first, second, quorum, self.sentinels)
+            sentinel.configure(first, replicas, quorum, self.sentinels)
             fleet.servers.append(sentinel)  # killed with the rest at teardown
             sentinel.start()
         # A forced failover needs a known replica; a real one needs every sentinel to
         # know the others (they find each other through the primary's hello channel).
-        wait_until(lambda: all(s.view() == {"replicas": 1, "sentinels": 2}
+        wait_until(lambda: all(s.view() == {"replicas": len(replicas), "sentinels": 2}
                                for s in self.sentinels), 30, 0.1, what="sentinels agree")
 
     @property
@@ -111,7 +121,8 @@ class SentinelSet:
         return self.node(wait_until(agreed, 30, what="sentinels name a primary"))
 
     def other(self, node: RedisProc) -> RedisProc:
-        return next(n for n in self.nodes if n is not node)
+        """The other one of the first two nodes (the spare is never promoted)."""
+        return next(n for n in self.nodes[:2] if n is not node)
 
     def force_failover(self) -> float:
         """``SENTINEL FAILOVER``: promote the replica without asking the others (no
@@ -127,13 +138,20 @@ class SentinelSet:
                    and role(node)[0] == "master", timeout_s, what=f"{node.port} promoted")
         return time.monotonic()
 
-    def wait_failover_over(self, timeout_s: float = 30.0) -> None:
-        """Until no sentinel has a failover of the service in progress (a node restarted
-        while one still runs can be picked by its next attempt: a second switch)."""
+    def settle(self, timeout_s: float = 10.0) -> bool:
+        """Wait (at most ``timeout_s``) until no sentinel has a failover of the service in
+        progress: a node restarted while one still runs can be picked by its next
+        attempt. False if one is still going (a flapping sentinel); callers go on, and
+        check what they need on whichever node the sentinels name in the end."""
         def over() -> bool:
             masters: list[Any] = [s.client().sentinel_master(SERVICE) for s in self.sentinels]
             return not any("failover" in str(m["flags"]) for m in masters)
-        wait_until(over, timeout_s, 0.1, what="failover over on every sentinel")
+        deadline = time.monotonic() + timeout_s
+        while not over():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return True
 
     def wait_replica(self, node: RedisProc, of: RedisProc, timeout_s: float = 40.0) -> float:
         """Until ``node`` replicates ``of`` with its link up (the old primary after a
