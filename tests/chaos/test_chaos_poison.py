@@ -67,9 +67,12 @@ def test_poison_zoo(queue_redis: RedisProc, ledger: Ledger, pool: WorkerPool,
     for topic, ids in poison.items():
         for task_id in ids:
             # num_retries + 1 attempts, counted at claim. The ledger may miss one when a
-            # sibling suicide task killed the process between claim and start.
+            # sibling suicide task killed the process between claim and start; a suicide
+            # task (2 attempts, on the workers other suicide tasks kill) may miss both:
+            # seen once in a full run.
             assert task_field(r, topic, task_id, "attempts") == str(RETRIES[topic] + 1)
-            assert 1 <= counts[task_id] <= RETRIES[topic] + 1, (topic, task_id)
+            least = 0 if topic == "suicide" else 1
+            assert least <= counts[task_id] <= RETRIES[topic] + 1, (topic, task_id)
             error = task_field(r, topic, task_id, "last_error") or ""
             # A sibling suicide task may have killed the worker during the last attempt.
             assert REASON[topic] in error or (
