@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from chaos_env import FULL
 from kubetaskqueue import Manager
 from ledger import Ledger
 from probe import client, topic_state, wait_until
@@ -44,6 +45,9 @@ def test_pure_python_loop_keeps_its_lease(queue_redis: RedisProc, ledger: Ledger
     assert all("lost the lease" not in w.log() for w in pool.workers)
 
 
+@pytest.mark.skipif(not FULL, reason=(
+    "KUBETASKQUEUE_CHAOS=full only: it documents a limit (16 s), and CI's chaos run must "
+    "stay near 3 minutes"))
 @pytest.mark.xfail(strict=True, reason=(
     "design limit of isolation='thread': a C call that never releases the GIL (here sum() "
     "over a huge range) stops the heartbeat thread, so the lease expires and the task runs "
