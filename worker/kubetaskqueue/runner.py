@@ -401,8 +401,8 @@ class Runner:
             return
         _log_outcome(topic, task_id, attempt_no, result, outcome, duration_s)
         self.metrics.attempt_finished(topic, result, duration_s)
-        if outcome.error is not None and outcome.retry_delay_s is None:
-            self.metrics.attempt_finished(topic, "failed", None)  # raised, timed out, malformed
+        if outcome.retry_delay_s is None:  # raised, timed out, malformed (not a Retry)
+            self.metrics.attempt_finished(topic, "failed", None)
 
     def _ack_loop(self) -> None:
         while True:
