@@ -23,8 +23,8 @@ class SentinelProc(RedisProc):
     """``redis-server <conf> --sentinel``; sentinel rewrites its config file, so each
     one gets its own in its own directory."""
 
-    def __init__(self, workdir: Path, number: int) -> None:
-        super().__init__(workdir, appendonly=False)
+    def __init__(self, workdir: Path, number: int, *, tls: bool = False) -> None:
+        super().__init__(workdir, appendonly=False, tls=tls)
         self.conf = workdir / "sentinel.conf"
         self.myid = f"{number + 1:040x}"  # fixed, so the others can be told about it
 

@@ -16,7 +16,8 @@ from kubetaskqueue import Manager
 from kubetaskqueue.errors import ConfigError, RedisUnavailableError
 from ledger import Ledger
 from probe import topic_state, wait_until
-from redis_proc import RedisFleet, RedisProc, redis_binary
+from redis_proc import RedisFleet
+from sentinel_proc import SentinelProc
 from tls_certs import make_certs
 from workers import WorkerPool
 
@@ -75,18 +76,6 @@ def test_tls(fleet: RedisFleet, ledger: Ledger, pool: WorkerPool, tmp_path: Path
         redis.Redis(port=server.port, socket_timeout=2).ping()
 
 
-class TlsSentinel(RedisProc):
-    """``redis-server <conf> --sentinel``; the test writes the TLS config (sentinel
-    rewrites the file, so it lives in the server's own directory)."""
-
-    def __init__(self, workdir: Path) -> None:
-        super().__init__(workdir, appendonly=False, tls=True)
-        self.conf = workdir / "sentinel.conf"
-
-    def command(self) -> list[str]:
-        return [redis_binary(), str(self.conf), "--sentinel"]
-
-
 def test_tls_sentinel(fleet: RedisFleet, ledger: Ledger, pool: WorkerPool, tmp_path: Path,
                       figures: dict[str, Any]) -> None:
     """rediss+sentinel://: TLS to a TLS-only sentinel and a TLS-only Redis."""
@@ -98,7 +87,7 @@ def test_tls_sentinel(fleet: RedisFleet, ledger: Ledger, pool: WorkerPool, tmp_p
     check = redis.Redis(port=server.port, ssl=True, ssl_ca_certs=str(certs["ca"]),
                         decode_responses=True)
     server.wait_ready(check)
-    sentinel = TlsSentinel(fleet.root / "tls-sentinel")
+    sentinel = SentinelProc(fleet.root / "tls-sentinel", 0, tls=True)
     fleet.servers.append(sentinel)  # killed with the rest at teardown
     sentinel.conf.write_text(
         f"port 0\ntls-port {sentinel.port}\nbind 127.0.0.1\ndir {sentinel.workdir}\n"
