@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from e2e_env import skip_reason
+from e2e_env import ENV_IMAGE, ENV_REDIS_URL, skip_reason
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    reason = skip_reason()
-    if reason:
-        terminalreporter.write_line(f"operator e2e skipped: {reason}")
+    for suite, needs in (("cluster e2e", ENV_IMAGE), ("operator e2e", ENV_REDIS_URL)):
+        reason = skip_reason(needs)
+        if reason:
+            terminalreporter.write_line(f"{suite} skipped: {reason}")

@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 from e2e_env import ENV_KUBECONFIG, ENV_REDIS_URL, skip_reason
 
-if skip_reason():
-    pytest.skip(skip_reason() or "", allow_module_level=True)
+if skip_reason(ENV_REDIS_URL):
+    pytest.skip(skip_reason(ENV_REDIS_URL) or "", allow_module_level=True)
 
 from helpers import free_port, wait_until
 from kubernetes import client, config
