@@ -39,15 +39,18 @@ def stop(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> int:
 class Dashboard:
     """A `kubetaskqueue dashboard` child process on a free port."""
 
-    def __init__(self, redis_url: str, *, allow_actions: bool = False) -> None:
+    def __init__(self, redis_url: str, *, allow_actions: bool = False,
+                 host: str | None = "127.0.0.1", args: tuple[str, ...] = (),
+                 **env: str) -> None:
+        """``host`` None: no --host (the default bind); ``args``, ``env``: more of either."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        args = [sys.executable, "-m", "kubetaskqueue", "dashboard", "--host", "127.0.0.1",
-                "--port", str(self.port)]
+        command = [sys.executable, "-m", "kubetaskqueue", "dashboard", "--port", str(self.port),
+                   *(["--host", host] if host is not None else []), *args]
         if allow_actions:
-            args.append("--allow-actions")
-        self.proc = subprocess.Popen(args, env=_env(redis_url,
-                                                    KUBETASKQUEUE_DASHBOARD_TOKEN=TOKEN),
+            command.append("--allow-actions")
+        self.proc = subprocess.Popen(command, env=_env(redis_url,
+                                                       KUBETASKQUEUE_DASHBOARD_TOKEN=TOKEN, **env),
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         wait_until(self._up, timeout_s=15, interval_s=0.05)
 

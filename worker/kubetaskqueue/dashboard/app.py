@@ -11,7 +11,10 @@
 - ``GET /healthz``: ``ok``
 
 Actions need ``--allow-actions`` and ``Authorization: Bearer <token>``. Every
-response forbids inline scripts (CSP), so task data can never run as code.
+response forbids inline scripts (CSP), so task data can never run as code, and
+``/api/`` responses (payloads, tracebacks) carry ``Cache-Control: no-store``. In
+front of every route (``guards``): a body over ``max_body_bytes`` gets 413 before it
+is read.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from ..keys import check_topic
 from ..queue_state import known_topics
 from ..store import RedisStore
 from ..version import __version__
+from . import MAX_BODY_BYTES
+from .guards import BodyLimit
 from .live import LiveState
 
 DEAD_LIST_LIMIT = 100  # dead tasks a page shows at once (actions reach all that match)
@@ -51,10 +56,14 @@ SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
 ]
+# API answers hold payloads and tracebacks: no browser or proxy cache may keep them.
+API_PREFIX = "/api/"
+NO_STORE = (b"cache-control", b"no-store")
 
 
 class SecurityHeaders:
-    """Adds the CSP and friends to every response (streams too, unlike BaseHTTPMiddleware)."""
+    """Adds the CSP and friends to every response (streams too, unlike BaseHTTPMiddleware),
+    and ``Cache-Control: no-store`` (instead of any other) to every ``/api/`` response."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -64,9 +73,15 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        api = str(scope.get("path", "")).startswith(API_PREFIX)
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+                headers = list(message.get("headers", []))
+                if api:
+                    headers = [(k, v) for k, v in headers if k.lower() != b"cache-control"]
+                    headers.append(NO_STORE)
+                message["headers"] = [*headers, *SECURITY_HEADERS]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -80,8 +95,12 @@ class ApiError(Exception):
 
 
 def create_app(client: Client, namespace: str, *, allow_actions: bool = False,
-               token: str | None = None, sample_interval_s: float = 1.0) -> Starlette:
-    """The dashboard as an ASGI app: read-only unless ``allow_actions`` (which needs ``token``)."""
+               token: str | None = None, sample_interval_s: float = 1.0,
+               max_body_bytes: int = MAX_BODY_BYTES) -> Starlette:
+    """The dashboard as an ASGI app: read-only unless ``allow_actions`` (which needs ``token``).
+
+    Bodies over ``max_body_bytes`` get 413.
+    """
     if allow_actions and not (token and token.strip()):
         raise ValueError("allow_actions needs a token (KUBETASKQUEUE_DASHBOARD_TOKEN)")
     store = RedisStore(client, namespace)
@@ -214,6 +233,8 @@ def create_app(client: Client, namespace: str, *, allow_actions: bool = False,
     handlers: dict[Any, Callable[[Request, Exception], Any]] = {
         ApiError: api_error, **dict.fromkeys(REDIS_ERRORS, redis_error)}
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
+    # The last added runs first: headers on every answer (refusals too), then the body cap.
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(SecurityHeaders)
     app.state.live = live
     return app

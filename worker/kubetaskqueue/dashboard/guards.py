@@ -1,0 +1,69 @@
+"""ASGI guards in front of every route: the request body cap.
+
+- ``BodyLimit`` refuses a body above the cap with 413 before reading it when
+  Content-Length says so, and stops reading a chunked one at the cap: nothing ever
+  buffers more than the cap.
+"""
+
+from __future__ import annotations
+
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class BodyTooLarge(Exception):
+    """Raised from ``receive`` once a body passes the cap; ``BodyLimit`` answers 413."""
+
+
+class BodyLimit:
+    """Caps request bodies at ``max_bytes``: 413 without reading more than that."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _refusal(self, status: int, message: str) -> JSONResponse:
+        # Connection: close, as the rest of the body is left unread on the socket.
+        return JSONResponse({"error": message}, status, headers={"Connection": "close"})
+
+    def _too_large(self) -> JSONResponse:
+        return self._refusal(413, f"the request body is larger than {self.max_bytes} bytes")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None:
+            if not declared.strip().isdigit():
+                await self._refusal(400, "Content-Length is not a number")(scope, receive, send)
+                return
+            if int(declared) > self.max_bytes:
+                await self._too_large()(scope, receive, send)
+                return
+
+        received = 0
+        response_started = False
+
+        async def capped_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLarge
+            return message
+
+        async def watched_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, capped_receive, watched_send)
+        except BodyTooLarge:
+            if response_started:
+                raise
+            await self._too_large()(scope, receive, send)
