@@ -18,7 +18,9 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def client_for(url: str, **options: Any) -> TestClient:
-    return TestClient(create_app(connect(url), "kubetaskqueue", **options))
+    # A Host the dashboard serves by default (TestClient's own "testserver" is not one).
+    return TestClient(create_app(connect(url), "kubetaskqueue", **options),
+                      base_url="http://localhost:8080")
 
 
 @pytest.fixture

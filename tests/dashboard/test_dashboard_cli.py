@@ -34,6 +34,19 @@ def test_missing_web_packages_name_the_extra(monkeypatch: pytest.MonkeyPatch) ->
                              "pip install 'kubetaskqueue[dashboard]'\n")
 
 
+@pytest.mark.parametrize(("given", "why"), [
+    ("queues.example:443", "'queues.example:443': give it without a port (any port passes)"),
+    ("https://queues.example", "'https://queues.example': give a host name, not a URL"),
+])
+def test_a_bad_allowed_host_is_refused_before_serving(given: str, why: str) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"  # never asked: the option is checked first
+    for args, env in [(["--allowed-host", "ok.example", "--allowed-host", given], {}),
+                      ([], {"KUBETASKQUEUE_DASHBOARD_ALLOWED_HOSTS": f"ok.example,{given}"})]:
+        result = CliRunner().invoke(cli, ["--redis-url", url, "dashboard", *args], env=env)
+        assert result.exit_code == EXIT_RUNTIME_ERROR
+        assert result.output == f"error: allowed host {why}\n"
+
+
 def test_unreachable_redis_fails_at_start() -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"
     result = CliRunner().invoke(cli, ["--redis-url", url, "dashboard", "--port",

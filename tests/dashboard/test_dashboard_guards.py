@@ -1,4 +1,5 @@
-"""The guards in front of every route: the request body cap and Cache-Control on the API.
+"""The guards in front of every route, on real servers: the Host check (DNS rebinding),
+the request body cap, Cache-Control on the API, and the default bind address.
 
 A 64 MiB POST with a valid token must be refused with 413 without the server's
 memory growing by anything like 64 MiB (the chart gives the dashboard 128 Mi).
@@ -7,29 +8,33 @@ memory growing by anything like 64 MiB (the chart gives the dashboard 128 Mi).
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx2 as httpx
 import pytest
 from dashboard_helpers import TOKEN, Dashboard
 from kubetaskqueue import Manager, Task
 from kubetaskqueue.admin import task_state
-from kubetaskqueue.dashboard import MAX_BODY_BYTES
+from kubetaskqueue.dashboard import MAX_BODY_BYTES, allowed_hosts
 from kubetaskqueue.dashboard.app import create_app
 from kubetaskqueue.store import connect
 from starlette.testclient import TestClient
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SECRET = "card-4111-1111-1111-1111"  # in a dead task's payload and error: must never leak
+FOREIGN_HOSTS = ["evil.example", "evil.example:8080", "localhost.evil.example",
+                 "127.0.0.1.evil.example:8080", "[::2]:8080", "0.0.0.0:8080"]
 BIG_BODY_BYTES = 64 * 1024 * 1024
 SEND_CHUNK_BYTES = 256 * 1024
 RSS_GROWTH_LIMIT_KIB = 10 * 1024
 
 
-# -- the body cap and Cache-Control (in process) -------------------------------------------
+# -- the Host check -------------------------------------------------------------------------
 
 def make_secret_dead(url: str) -> None:
     """One dead task in topic "jobs" whose payload and error hold SECRET."""
@@ -56,9 +61,130 @@ def api(redis_url: str) -> Iterator[TestClient]:
         yield c
 
 
+REQUESTS = [("GET", "/"), ("GET", "/static/dashboard.js"), ("GET", "/static/nope.css"),
+            ("GET", "/favicon.ico"), ("GET", "/healthz"), ("GET", "/api/info"),
+            ("GET", "/api/state"), ("GET", "/api/topics/jobs/dead"), ("GET", "/nowhere"),
+            ("POST", "/api/topics/jobs/dead/requeue"), ("POST", "/api/topics/jobs/dead/purge")]
+
+
+@pytest.mark.parametrize("host", FOREIGN_HOSTS)
+def test_a_foreign_host_gets_400_and_no_data_on_any_path(redis_url: str, api: TestClient,
+                                                         host: str) -> None:
+    for method, path in REQUESTS:
+        response = api.request(method, path, headers={"Host": host, **AUTH},
+                               json={"all": True} if method == "POST" else None)
+        assert (response.status_code, response.text) == (400, "Invalid host header"), (
+            method, path)
+        assert SECRET not in response.text and "content-security-policy" in response.headers
+    assert task_state(connect_store(redis_url), "jobs", "secret") == "dead"  # nothing acted
+    # The same requests with a local Host are served (the dead task holds SECRET).
+    assert SECRET in api.get("/api/topics/jobs/dead").text
+
+
 def connect_store(url: str) -> Any:
     return Manager(url).store
 
+
+@pytest.mark.parametrize("host", ["localhost", "localhost:8080", "LocalHost:1", "127.0.0.1",
+                                  "127.0.0.1:8080", "[::1]", "[::1]:8080"])
+def test_local_names_pass_with_or_without_a_port_and_only_they(redis_url: str,
+                                                              host: str) -> None:
+    make_secret_dead(redis_url)
+    with client(redis_url, host) as c:
+        assert SECRET in c.get("/api/topics/jobs/dead").text
+        assert c.get("/").status_code == 200
+        # Exact names, not prefixes or suffixes: a local name inside a foreign one is foreign.
+        for foreign in ["localhost.evil.example", "127.0.0.1.evil.example", "evil-localhost",
+                        "evil.localhost.example:8080"]:
+            assert c.get("/api/info", headers={"Host": foreign}).status_code == 400, foreign
+
+
+def test_configured_hosts_and_wildcards_pass_and_nothing_else(redis_url: str) -> None:
+    hosts = allowed_hosts(["queues.example,  dash.jobs.svc", "*.corp.example"], "0.0.0.0")
+    with client(redis_url, allowed_hosts=hosts) as c:
+        for host in ["queues.example", "QUEUES.example:443", "dash.jobs.svc:8080",
+                     "a.corp.example", "a.b.corp.example:80", "0.0.0.0:8080", "localhost:1"]:
+            assert c.get("/api/info", headers={"Host": host}).status_code == 200, host
+        for host in ["corp.example", "queues.example.evil", "dash.jobs", "evil.example", ""]:
+            assert c.get("/api/info", headers={"Host": host}).status_code == 400, host
+    with client(redis_url, "anything.example", allowed_hosts=allowed_hosts(["*"])) as c:
+        assert c.get("/api/info").status_code == 200  # '*' turns the check off
+
+
+def test_allowed_hosts_are_normalised_and_bad_ones_refused() -> None:
+    assert allowed_hosts() == ["localhost", "127.0.0.1", "[::1]"]
+    assert allowed_hosts(["A.example, b.example", " ", "", "::1", "[FD00::0:1]"], "::") == [
+        "localhost", "127.0.0.1", "[::1]", "a.example", "b.example", "[fd00::1]", "[::]"]
+    assert allowed_hosts(["a.example", "*"], "127.0.0.1") == ["*"]
+    for bad, why in [("a.example:8080", "without a port"), ("http://a.example", "not a URL"),
+                     ("a..example", "not a host name"), ("*a.example", "not a host name"),
+                     ("a.*.example", "not a host name")]:
+        with pytest.raises(ValueError, match=why):
+            allowed_hosts([bad])
+
+
+def test_the_real_server_refuses_a_foreign_host_on_the_stream_too(redis_url: str) -> None:
+    make_secret_dead(redis_url)
+    server = Dashboard(redis_url, args=("--allowed-host", "queues.example"))
+    try:
+        def get(path: str, host: str) -> tuple[int, str, httpx.Headers]:
+            with httpx.stream("GET", f"{server.url}{path}", headers={"Host": host},
+                              timeout=10) as response:
+                if response.status_code == 200 and path == "/api/stream":
+                    return 200, next(response.iter_lines()), response.headers
+                return response.status_code, response.read().decode(), response.headers
+
+        for path in ["/api/stream", "/api/topics/jobs/dead", "/"]:
+            for host in FOREIGN_HOSTS:
+                assert get(path, host)[:2] == (400, "Invalid host header"), (path, host)
+        for host in [f"localhost:{server.port}", f"127.0.0.1:{server.port}",
+                     f"[::1]:{server.port}", "queues.example"]:
+            status, first_line, headers = get("/api/stream", host)
+            assert (status, first_line) == (200, "retry: 2000"), host
+            assert headers["cache-control"] == "no-store"
+        assert SECRET in get("/api/topics/jobs/dead", "queues.example")[1]
+    finally:
+        server.stop()
+
+
+def test_allowed_hosts_come_from_the_comma_separated_variable(redis_url: str) -> None:
+    server = Dashboard(redis_url, KUBETASKQUEUE_DASHBOARD_ALLOWED_HOSTS=(
+        "dash, dash.jobs,dash.jobs.svc , dash.jobs.svc.cluster.local"))
+    try:
+        for host in ["dash", "dash.jobs:8080", "dash.jobs.svc", "dash.jobs.svc.cluster.local"]:
+            assert httpx.get(f"{server.url}/api/info", headers={"Host": host}).status_code == 200
+        assert httpx.get(f"{server.url}/api/info",
+                         headers={"Host": "dash.evil"}).status_code == 400
+    finally:
+        server.stop()
+
+
+def test_a_rebinding_page_in_chromium_reads_nothing(redis_url: str, chromium: Any) -> None:
+    """The browser resolves evil.example to this machine, as after a DNS rebinding: the
+    page and its same-origin fetches reach the dashboard with Host evil.example."""
+    make_secret_dead(redis_url)
+    server = Dashboard(redis_url)
+    browser = chromium.browser_type.launch(
+        executable_path=shutil.which("chromium") or shutil.which("chromium-browser"),
+        args=["--headless", "--no-sandbox", "--host-resolver-rules=MAP evil.example 127.0.0.1"])
+    try:
+        page = browser.new_page()
+        response = page.goto(f"http://evil.example:{server.port}/api/topics/jobs/dead")
+        assert response is not None and response.status == 400
+        assert page.inner_text("body") == "Invalid host header"
+        read = page.evaluate("""async () => {
+            const r = await fetch('/api/topics/jobs/dead'); return [r.status, await r.text()];
+        }""")
+        assert read == [400, "Invalid host header"]
+        # The same browser, through a name the dashboard serves, does read it.
+        page.goto(f"http://localhost:{server.port}/api/topics/jobs/dead")
+        assert SECRET in page.inner_text("body")
+    finally:
+        browser.close()
+        server.stop()
+
+
+# -- the body cap and Cache-Control (in process) --------------------------------------------
 
 def test_bodies_over_the_cap_get_413_before_anything_acts(redis_url: str) -> None:
     make_secret_dead(redis_url)
@@ -91,6 +217,28 @@ def test_every_api_answer_says_no_store_and_the_page_no_cache(api: TestClient) -
     assert api.post("/api/topics/jobs/dead/purge", json={"all": True, "dry_run": True},
                     headers=AUTH).headers["cache-control"] == "no-store"
     assert api.get("/").headers["cache-control"] == "no-cache"
+
+
+# -- the bind address -------------------------------------------------------------------------
+
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses (hex, as /proc/net/tcp{,6} writes them) listening on ``port``."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, _, hex_port = local.partition(":")
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                found.add(address)
+    return found
+
+
+def test_without_host_it_listens_on_127_0_0_1_only(redis_url: str) -> None:
+    server = Dashboard(redis_url, host=None)
+    try:
+        assert listening_addresses(server.port) == {"0100007F"}  # 127.0.0.1, not 00000000
+    finally:
+        server.stop()
 
 
 # -- the body cap on a real server --------------------------------------------------------

@@ -385,16 +385,22 @@ Examples:
 """)
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True,
               envvar="KUBETASKQUEUE_DASHBOARD_PORT", show_envvar=True, help="Port of the page")
-@click.option("--host", default="0.0.0.0", show_default=True,
+@click.option("--host", default="127.0.0.1", show_default=True,
               envvar="KUBETASKQUEUE_DASHBOARD_HOST", show_envvar=True,
-              help="Address to listen on (127.0.0.1 = this machine only)")
+              help="Address to listen on (0.0.0.0 = every interface, as a container needs)")
+@click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="HOST",
+              envvar="KUBETASKQUEUE_DASHBOARD_ALLOWED_HOSTS", show_envvar=True,
+              help="Host header to serve besides localhost, 127.0.0.1, [::1] and --host "
+                   "(repeatable; the variable is comma-separated; *.example.com for "
+                   "subdomains); other Hosts get 400")
 @click.option("--allow-actions", is_flag=True, envvar="KUBETASKQUEUE_DASHBOARD_ALLOW_ACTIONS",
               show_envvar=True,
               help="Allow requeue and purge, for requests with the bearer token in "
                    "KUBETASKQUEUE_DASHBOARD_TOKEN")
 @click.pass_context
 @runtime_errors
-def dashboard(ctx: click.Context, port: int, host: str, allow_actions: bool) -> None:
+def dashboard(ctx: click.Context, port: int, host: str, allowed_hosts: tuple[str, ...],
+              allow_actions: bool) -> None:
     """Serve the web dashboard: live topics and managers, dead tasks (read-only by default)."""
     from .dashboard import INSTALL_HINT, TOKEN_MIN_CHARS, missing_dependencies
 
@@ -408,7 +414,8 @@ def dashboard(ctx: click.Context, port: int, host: str, allow_actions: bool) -> 
             "in KUBETASKQUEUE_DASHBOARD_TOKEN (e.g. $(openssl rand -hex 32))")
     from .dashboard.server import serve
 
-    serve(_manager(ctx), host=host, port=port, allow_actions=allow_actions, token=token)
+    serve(_manager(ctx), host=host, port=port, allow_actions=allow_actions, token=token,
+          extra_hosts=allowed_hosts)
 
 
 def main() -> None:

@@ -13,21 +13,22 @@
 Actions need ``--allow-actions`` and ``Authorization: Bearer <token>``. Every
 response forbids inline scripts (CSP), so task data can never run as code, and
 ``/api/`` responses (payloads, tracebacks) carry ``Cache-Control: no-store``. In
-front of every route (``guards``): a body over ``max_body_bytes`` gets 413 before it
-is read.
+front of every route (``guards``): a Host header not in ``allowed_hosts`` gets 400,
+a body over ``max_body_bytes`` gets 413 before it is read.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
@@ -40,7 +41,7 @@ from ..keys import check_topic
 from ..queue_state import known_topics
 from ..store import RedisStore
 from ..version import __version__
-from . import MAX_BODY_BYTES
+from . import LOCAL_HOSTS, MAX_BODY_BYTES
 from .guards import BodyLimit
 from .live import LiveState
 
@@ -96,10 +97,12 @@ class ApiError(Exception):
 
 def create_app(client: Client, namespace: str, *, allow_actions: bool = False,
                token: str | None = None, sample_interval_s: float = 1.0,
+               allowed_hosts: Sequence[str] = LOCAL_HOSTS,
                max_body_bytes: int = MAX_BODY_BYTES) -> Starlette:
     """The dashboard as an ASGI app: read-only unless ``allow_actions`` (which needs ``token``).
 
-    Bodies over ``max_body_bytes`` get 413.
+    ``allowed_hosts``: Host header patterns to serve (``dashboard.allowed_hosts`` makes
+    them; ``*`` serves any); others get 400. Bodies over ``max_body_bytes`` get 413.
     """
     if allow_actions and not (token and token.strip()):
         raise ValueError("allow_actions needs a token (KUBETASKQUEUE_DASHBOARD_TOKEN)")
@@ -233,8 +236,11 @@ def create_app(client: Client, namespace: str, *, allow_actions: bool = False,
     handlers: dict[Any, Callable[[Request, Exception], Any]] = {
         ApiError: api_error, **dict.fromkeys(REDIS_ERRORS, redis_error)}
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
-    # The last added runs first: headers on every answer (refusals too), then the body cap.
+    # The last added runs first: headers on every answer (refusals too), then the Host
+    # check (before any body is read), then the body cap.
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts),
+                       www_redirect=False)
     app.add_middleware(SecurityHeaders)
     app.state.live = live
     return app

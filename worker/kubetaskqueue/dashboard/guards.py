@@ -1,5 +1,8 @@
-"""ASGI guards in front of every route: the request body cap.
+"""ASGI guards in front of every route: the Host check and the request body cap.
 
+- ``TrustedHostMiddleware`` (Starlette's) answers a Host header that is not allowed with
+  400 "Invalid host header" and nothing else, on every path: a page on another site that
+  reaches the dashboard through DNS rebinding sends its own name as Host.
 - ``BodyLimit`` refuses a body above the cap with 413 before reading it when
   Content-Length says so, and stops reading a chunked one at the cap: nothing ever
   buffers more than the cap.
