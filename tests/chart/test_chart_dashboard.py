@@ -53,10 +53,12 @@ def test_read_only_dashboard_is_a_deployment_and_a_service_without_a_token() -> 
     assert variables["KUBETASKQUEUE_NAMESPACE"] == "kubetaskqueue"
     assert "KUBETASKQUEUE_DASHBOARD_TOKEN" not in variables
     assert c["ports"] == [{"name": "http", "containerPort": 8080}]
-    assert c["readinessProbe"] == {"httpGet": {"path": "/healthz", "port": "http"},
-                                   "periodSeconds": 10}
-    assert c["livenessProbe"] == {"httpGet": {"path": "/healthz", "port": "http"},
-                                  "initialDelaySeconds": 10, "periodSeconds": 20}
+    # The kubelet would send the pod IP as Host, which the dashboard refuses (400).
+    probe = {"path": "/healthz", "port": "http",
+             "httpHeaders": [{"name": "Host", "value": "localhost"}]}
+    assert c["readinessProbe"] == {"httpGet": probe, "periodSeconds": 10}
+    assert c["livenessProbe"] == {"httpGet": probe, "initialDelaySeconds": 10,
+                                  "periodSeconds": 20}
     assert c["resources"] == {"requests": {"cpu": "20m", "memory": "64Mi"},
                               "limits": {"memory": "128Mi"}}
     assert deploy["spec"]["replicas"] == 1
@@ -103,6 +105,41 @@ def test_actions_take_the_token_from_the_generated_secret() -> None:
     # Generated once: the template reuses the live Secret's token (lookup) on upgrades.
     text = (CHART / "templates" / "dashboard-secret.yaml").read_text()
     assert 'lookup "v1" "Secret" .Release.Namespace $name' in text
+
+
+SERVICE_NAMES = [DASHBOARD, f"{DASHBOARD}.{NAMESPACE}", f"{DASHBOARD}.{NAMESPACE}.svc",
+                 f"{DASHBOARD}.{NAMESPACE}.svc.cluster.local"]
+
+
+def allowed_hosts_env(values: dict[str, Any]) -> list[str]:
+    c = container(one(render(values), "Deployment", DASHBOARD))
+    assert "--host=0.0.0.0" in c["command"]  # a pod must listen beyond its loopback
+    return str(env(c)["KUBETASKQUEUE_DASHBOARD_ALLOWED_HOSTS"]).split(",")
+
+
+def test_dashboard_serves_its_service_names_the_ingress_host_and_allowed_hosts() -> None:
+    from kubetaskqueue.dashboard import allowed_hosts
+
+    assert allowed_hosts_env(ON) == SERVICE_NAMES
+    # The Ingress host only with the Ingress on; then dashboard.allowedHosts.
+    assert allowed_hosts_env(TOGGLES["dashboard"]) == [*SERVICE_NAMES, "queues.example"]
+    off = {"dashboard": {"enabled": True, "ingress": {"host": "queues.example"}}}
+    assert allowed_hosts_env(off) == SERVICE_NAMES
+    extra = {"dashboard": {"enabled": True, "allowedHosts": ["10.0.0.5", "*.corp.example",
+                                                             "[fd00::5]"],
+                           "ingress": {"enabled": True, "host": "*.queues.example"}}}
+    hosts = allowed_hosts_env(extra)
+    assert hosts == [*SERVICE_NAMES, "*.queues.example", "10.0.0.5", "*.corp.example",
+                     "[fd00::5]"]
+    # The dashboard takes every one of them (a bad one would stop it at start).
+    assert allowed_hosts(hosts, "0.0.0.0")[3:-1] == hosts
+
+
+@pytest.mark.parametrize("host", ["queues.example:443", "https://queues.example", "a,b", "::1"])
+def test_schema_refuses_allowed_hosts_the_dashboard_would_not_take(host: str) -> None:
+    values = {"dashboard": {"allowedHosts": [host]}}
+    with pytest.raises(helm_python.HelmValuesError, match="/dashboard/allowedHosts/0"):
+        chart().validate_schema(chart().merge_values(values))
 
 
 def test_existing_secret_and_key_are_used_and_no_secret_is_created() -> None:
