@@ -55,11 +55,44 @@ class Scale:
     selector: str  # status.selector: label selector of the target's pods
 
 
+WORKER_CONTAINER = "worker"
+
+
 @dataclass(frozen=True)
 class Pod:
     name: str
     annotations: Mapping[str, str]
     terminating: bool = False
+    phase: str = ""  # status.phase: Pending, Running, Succeeded, Failed, Unknown
+    reason: str = ""  # status.reason, e.g. "Evicted"
+    message: str = ""  # status.message
+    restarts: int = 0  # restartCount of the "worker" container, else the sum over containers
+    last_termination: str = ""  # that container's lastState.terminated: "OOMKilled (exit 137)"
+    node: str = ""  # spec.nodeName
+
+
+def pod_from_json(obj: Mapping[str, Any]) -> Pod:
+    """A Pod from its API JSON (camelCase keys, as the API server sends it)."""
+    meta, spec, status = (obj.get(k) or {} for k in ("metadata", "spec", "status"))
+    containers = status.get("containerStatuses") or []
+    worker = next((c for c in containers if c.get("name") == WORKER_CONTAINER), None)
+    if worker is not None:
+        restarts = int(worker.get("restartCount") or 0)
+    else:
+        restarts = sum(int(c.get("restartCount") or 0) for c in containers)
+    terminated = ((worker or {}).get("lastState") or {}).get("terminated")
+    last = f"{terminated.get('reason')} (exit {terminated.get('exitCode')})" if terminated else ""
+    return Pod(
+        name=str(meta.get("name") or ""),
+        annotations=dict(meta.get("annotations") or {}),
+        terminating=meta.get("deletionTimestamp") is not None,
+        phase=str(status.get("phase") or ""),
+        reason=str(status.get("reason") or ""),
+        message=str(status.get("message") or ""),
+        restarts=restarts,
+        last_termination=last,
+        node=str(spec.get("nodeName") or ""),
+    )
 
 
 @dataclass(frozen=True)
@@ -179,14 +212,7 @@ class ClientKube:
             pods = self._core.list_namespaced_pod(namespace, label_selector=selector)
         except Exception as exc:
             raise self._error(f"list pods {selector!r} in {namespace}", exc) from exc
-        return [
-            Pod(
-                name=p.metadata.name,
-                annotations=dict(p.metadata.annotations or {}),
-                terminating=p.metadata.deletion_timestamp is not None,
-            )
-            for p in pods.items
-        ]
+        return [pod_from_json(self._api.sanitize_for_serialization(p)) for p in pods.items]
 
     def annotate_pod(self, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
         try:
@@ -256,6 +282,12 @@ class FakeTarget:
 class FakePod:
     labels: dict[str, str]
     annotations: dict[str, str] = field(default_factory=dict)
+    phase: str = "Running"
+    reason: str = ""
+    message: str = ""
+    restarts: int = 0
+    last_termination: str = ""
+    node: str = ""
 
 
 @dataclass
@@ -306,7 +338,16 @@ class FakeKube:
     def list_pods(self, namespace: str, selector: str) -> list[Pod]:
         self._enter("list_pods")
         return [
-            Pod(name=name, annotations=dict(pod.annotations))
+            Pod(
+                name=name,
+                annotations=dict(pod.annotations),
+                phase=pod.phase,
+                reason=pod.reason,
+                message=pod.message,
+                restarts=pod.restarts,
+                last_termination=pod.last_termination,
+                node=pod.node,
+            )
             for (ns, name), pod in sorted(self.pods.items())
             if ns == namespace and _selector_matches(selector, pod.labels)
         ]

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
 import pytest
-from kubetaskqueue_operator.kube import ClientKube, KubeError, ObjectRef
+from kubetaskqueue_operator.kube import ClientKube, FakeKube, FakePod, KubeError, ObjectRef, Pod
 from kubetaskqueue_operator.leader import ClientLeaseApi, LeaderElector
 from kubetaskqueue_operator.spec import TargetRef
 
@@ -23,6 +23,7 @@ client = pytest.importorskip("kubernetes.client")
 
 SCALE = "/apis/apps/v1/namespaces/jobs/deployments/workers/scale"
 LEASE = "/apis/coordination.k8s.io/v1/namespaces/jobs/leases/op"
+READY = {"image": "w:1", "imageID": "", "ready": True}  # required containerStatuses fields
 
 
 class Stub(BaseHTTPRequestHandler):
@@ -113,8 +114,36 @@ def test_scale_secret_pods_status_and_events(api: Any) -> None:
                 "kind": "PodList",
                 "metadata": {},
                 "items": [
-                    {"metadata": {"name": "w-1", "annotations": {"a": "b"}}},
-                    {"metadata": {"name": "w-2", "deletionTimestamp": "2024-01-01T00:00:00Z"}},
+                    {
+                        "metadata": {"name": "w-1", "annotations": {"a": "b"}},
+                        "spec": {"nodeName": "node-a", "containers": [{"name": "worker"}]},
+                        "status": {
+                            "phase": "Running",
+                            "containerStatuses": [
+                                {"name": "sidecar", "restartCount": 7, **READY},
+                                {
+                                    "name": "worker",
+                                    "restartCount": 2,
+                                    **READY,
+                                    "lastState": {
+                                        "terminated": {"reason": "OOMKilled", "exitCode": 137}
+                                    },
+                                },
+                            ],
+                        },
+                    },
+                    {
+                        "metadata": {"name": "w-2", "deletionTimestamp": "2024-01-01T00:00:00Z"},
+                        "status": {
+                            "phase": "Failed",
+                            "reason": "Evicted",
+                            "message": "The node was low on resource: memory.",
+                            "containerStatuses": [
+                                {"name": "a", "restartCount": 1, **READY},
+                                {"name": "b", "restartCount": 3, **READY},
+                            ],
+                        },
+                    },
                 ],
             },
         ),
@@ -133,6 +162,15 @@ def test_scale_secret_pods_status_and_events(api: Any) -> None:
     kube.set_replicas("jobs", target, 5)
     pods = kube.list_pods("jobs", "app=w")
     assert [(p.name, p.terminating) for p in pods] == [("w-1", False), ("w-2", True)]
+    w1, w2 = pods
+    assert (w1.annotations, w1.phase, w1.node) == ({"a": "b"}, "Running", "node-a")
+    assert (w1.restarts, w1.last_termination) == (2, "OOMKilled (exit 137)")  # "worker" only
+    assert (w2.phase, w2.reason, w2.message) == (
+        "Failed",
+        "Evicted",
+        "The node was low on resource: memory.",
+    )
+    assert (w2.restarts, w2.last_termination, w2.node) == (4, "", "")  # no "worker": the sum
     kube.annotate_pod("jobs", "w-1", {"controller.kubernetes.io/pod-deletion-cost": "2"})
     kube.patch_pool_status("jobs", "pool", {"desiredReplicas": 5})
     kube.post_event(
@@ -192,3 +230,28 @@ def test_lease_create_then_renew(api: Any) -> None:
     assert put["spec"]["holderIdentity"] == "me"
     renewed = dt.datetime.fromisoformat(put["spec"]["renewTime"].replace("Z", "+00:00"))
     assert renewed.tzinfo is not None
+
+
+def test_fake_kube_reports_the_same_pod_fields() -> None:
+    kube = FakeKube()
+    kube.pods[("jobs", "w-1")] = FakePod(
+        labels={"app": "w"},
+        phase="Failed",
+        reason="Evicted",
+        message="low on memory",
+        restarts=3,
+        last_termination="OOMKilled (exit 137)",
+        node="node-a",
+    )
+    assert kube.list_pods("jobs", "app=w") == [
+        Pod(
+            name="w-1",
+            annotations={},
+            phase="Failed",
+            reason="Evicted",
+            message="low on memory",
+            restarts=3,
+            last_termination="OOMKilled (exit 137)",
+            node="node-a",
+        )
+    ]
