@@ -21,12 +21,11 @@ METRICS_PORT_ENV = "KUBETASKQUEUE_OPERATOR_METRICS_PORT"
 
 
 def default_deps() -> Deps:
-    """Real dependencies: the kubernetes client, the core's Redis reader, metrics."""
-    from kubetaskqueue_operator.kube import ClientKube, load_kube_config
+    """Real dependencies: a lightkube client, the core's Redis reader, metrics."""
+    from kubetaskqueue_operator.kube import ClientKube
     from kubetaskqueue_operator.metrics import make_metrics
     from kubetaskqueue_operator.queue import RedisQueueReader
 
-    load_kube_config()
     port = os.environ.get(METRICS_PORT_ENV)
     return Deps(
         kube=ClientKube(),

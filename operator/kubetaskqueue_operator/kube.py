@@ -1,7 +1,7 @@
 """The operator's narrow view of the Kubernetes API.
 
-Handlers talk to ``KubeApi`` only. ``ClientKube`` implements it on the official
-``kubernetes`` client; ``FakeKube`` is an in-memory cluster for tests. Every
+Handlers talk to ``KubeApi`` only. ``ClientKube`` implements it on a
+``lightkube`` Client; ``FakeKube`` is an in-memory cluster for tests. Every
 method here is one RBAC verb in manifests/rbac.yaml, which keeps that list
 short and checkable.
 """
@@ -12,9 +12,14 @@ import base64
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from functools import cache
+from typing import TYPE_CHECKING, Any, Protocol
 
-from kubetaskqueue_operator.spec import GROUP, PLURAL, VERSION, TargetRef
+from kubetaskqueue_operator.spec import GROUP, KIND, PLURAL, VERSION, TargetRef
+
+if TYPE_CHECKING:  # lightkube is imported lazily: the pure modules work without it
+    from lightkube import Client, KubeConfig
+    from lightkube.generic_resource import GenericNamespacedResource
 
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 
@@ -122,52 +127,80 @@ class KubeApi(Protocol):
     def post_event(self, about: ObjectRef, type_: str, reason: str, message: str) -> None: ...
 
 
-def load_kube_config() -> None:
-    """In a pod use the service account; elsewhere $KUBECONFIG or ~/.kube/config."""
-    from kubernetes import config as kube_config
+def load_kube_config() -> KubeConfig:
+    """In a pod the service account; elsewhere $KUBECONFIG or ~/.kube/config."""
+    from lightkube import KubeConfig
 
-    config: Any = kube_config  # untyped in older client releases
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
+    return KubeConfig.from_env()
+
+
+def http_status(exc: Exception) -> int | None:
+    """The HTTP status of a failed lightkube call (None: no answer, e.g. a timeout)."""
+    import httpx2
+
+    if not isinstance(exc, httpx2.HTTPStatusError):  # lightkube's ApiError is one too
+        return None
+    return exc.response.status_code if exc.response is not None else None
+
+
+@cache
+def _worker_pool() -> type[GenericNamespacedResource]:
+    from lightkube.generic_resource import create_namespaced_resource
+
+    return create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
 
 
 class ClientKube:
-    """KubeApi on the official client. Bodies are plain dicts (works across client versions)."""
+    """KubeApi on a lightkube Client (every call times out after 10 s)."""
 
-    def __init__(self, api_client: Any = None) -> None:
-        from kubernetes import client  # imported here so tests never need a kubeconfig
+    def __init__(self, client: Client | None = None) -> None:
+        from lightkube import Client  # imported here so tests never need a kubeconfig
 
-        # Typed as Any: client releases differ in model types; we send and read plain fields.
-        self._api: Any = api_client or client.ApiClient()
-        self._core: Any = client.CoreV1Api(self._api)
-        self._custom: Any = client.CustomObjectsApi(self._api)
-        self._plurals: dict[tuple[str, str], str] = {}
+        self._client = client or Client(load_kube_config(), field_manager=COMPONENT)
+        self._scales: dict[tuple[str, str], Any] = {}
 
     def _error(self, what: str, exc: Exception) -> KubeError:
-        status = getattr(exc, "status", None)
-        reason = getattr(exc, "reason", None) or str(exc)
-        return KubeError(f"{what}: {status or ''} {reason}".strip(), status)
+        status = http_status(exc)
+        return KubeError(f"{what}: {status or ''} {exc}".strip(), status)
 
-    def _plural(self, target: TargetRef) -> str:
-        # The scale subresource path needs the plural; ask discovery once per kind.
+    def _scale_of(self, target: TargetRef) -> Any:
+        """The target kind's scale subresource: built-in kinds from lightkube, others by
+        asking discovery for their plural (once per kind)."""
+        from lightkube import LoadResourceError
+        from lightkube.core.resource_registry import resource_registry
+
         key = (target.api_version, target.kind)
-        if key not in self._plurals:
-            if not target.group:
-                raise KubeError(f"scaleTargetRef {target.api_version}: core kinds unsupported")
-            found = self._custom.get_api_resources(target.group, target.version)
-            for res in found.resources:
-                if res.kind == target.kind and "/" not in res.name:
-                    self._plurals[key] = res.name
-                    break
-            else:
-                raise KubeError(f"{target.kind} is not served by {target.api_version}", 404)
-        return self._plurals[key]
+        if key not in self._scales:
+            try:
+                kind: Any = resource_registry.load(target.api_version, target.kind)
+            except LoadResourceError:
+                kind = self._discover(target)
+            if not hasattr(kind, "Scale"):
+                raise KubeError(f"{target.kind} in {target.api_version} has no scale subresource")
+            self._scales[key] = kind.Scale
+        return self._scales[key]
+
+    def _discover(self, target: TargetRef) -> Any:
+        from lightkube.config.client_adapter import Client as HttpClient
+        from lightkube.config.client_adapter import ConnectionParams
+        from lightkube.generic_resource import create_namespaced_resource
+
+        if not target.group:
+            raise KubeError(f"{target.kind} is not served by {target.api_version}", 404)
+        with HttpClient(self._client.config, ConnectionParams()) as http:
+            answer = http.get(f"/apis/{target.group}/{target.version}")
+        answer.raise_for_status()
+        for res in answer.json().get("resources") or []:
+            if res.get("kind") == target.kind and "/" not in res.get("name", "/"):
+                plural = str(res["name"])
+                return create_namespaced_resource(target.group, target.version, target.kind, plural)
+        raise KubeError(f"{target.kind} is not served by {target.api_version}", 404)
 
     def read_secret_value(self, namespace: str, name: str, key: str) -> str:
+        from lightkube.resources.core_v1 import Secret
+
         try:
-            secret = self._core.read_namespaced_secret(name, namespace)
+            secret = self._client.get(Secret, name, namespace=namespace)
         except Exception as exc:
             raise self._error(f"read Secret {namespace}/{name}", exc) from exc
         data = secret.data or {}
@@ -177,30 +210,28 @@ class ClientKube:
 
     def get_scale(self, namespace: str, target: TargetRef) -> Scale:
         try:
-            body = self._custom.get_namespaced_custom_object_scale(
-                target.group, target.version, namespace, self._plural(target), target.name
-            )
+            body = self._client.get(self._scale_of(target), target.name, namespace=namespace)
         except KubeError:
             raise
         except Exception as exc:
             raise self._error(f"get scale of {target} in {namespace}", exc) from exc
-        spec, status = body.get("spec") or {}, body.get("status") or {}
+        spec, status = body.spec, body.status
         return Scale(
-            replicas=int(spec.get("replicas") or 0),
-            current=int(status.get("replicas") or 0),
-            selector=str(status.get("selector") or ""),
+            replicas=int((spec and spec.replicas) or 0),
+            current=int((status and status.replicas) or 0),
+            selector=str((status and status.selector) or ""),
         )
 
     def set_replicas(self, namespace: str, target: TargetRef, replicas: int) -> None:
+        from lightkube.types import PatchType
+
         try:
-            self._custom.patch_namespaced_custom_object_scale(
-                target.group,
-                target.version,
-                namespace,
-                self._plural(target),
+            self._client.patch(
+                self._scale_of(target),
                 target.name,
                 {"spec": {"replicas": replicas}},
-                _content_type="application/merge-patch+json",
+                namespace=namespace,
+                patch_type=PatchType.MERGE,
             )
         except KubeError:
             raise
@@ -208,56 +239,69 @@ class ClientKube:
             raise self._error(f"scale {target} in {namespace} to {replicas}", exc) from exc
 
     def list_pods(self, namespace: str, selector: str) -> list[Pod]:
+        from lightkube.resources.core_v1 import Pod as PodResource
+
         try:
-            pods = self._core.list_namespaced_pod(namespace, label_selector=selector)
+            # lightkube builds selectors from a dict; an "exists" term (value None) is
+            # encoded as its bare key, so the scale subresource's selector passes unchanged.
+            pods = self._client.list(PodResource, namespace=namespace, labels={selector: None})
+            return [pod_from_json(p.to_dict()) for p in pods]
         except Exception as exc:
             raise self._error(f"list pods {selector!r} in {namespace}", exc) from exc
-        return [pod_from_json(self._api.sanitize_for_serialization(p)) for p in pods.items]
 
     def annotate_pod(self, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
-        try:
-            self._core.patch_namespaced_pod(
-                name, namespace, {"metadata": {"annotations": dict(annotations)}}
+        from lightkube.resources.core_v1 import Pod as PodResource
+
+        try:  # a strategic merge patch, lightkube's default
+            self._client.patch(
+                PodResource,
+                name,
+                {"metadata": {"annotations": dict(annotations)}},
+                namespace=namespace,
             )
         except Exception as exc:
             raise self._error(f"annotate pod {namespace}/{name}", exc) from exc
 
     def patch_pool_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        from lightkube.types import PatchType
+
         try:
-            self._custom.patch_namespaced_custom_object_status(
-                GROUP,
-                VERSION,
-                namespace,
-                PLURAL,
+            self._client.patch(
+                _worker_pool().Status,
                 name,
                 {"status": dict(status)},
-                _content_type="application/merge-patch+json",
+                namespace=namespace,
+                patch_type=PatchType.MERGE,
             )
         except Exception as exc:
             raise self._error(f"patch status of WorkerPool {namespace}/{name}", exc) from exc
 
     def post_event(self, about: ObjectRef, type_: str, reason: str, message: str) -> None:
-        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        body = {
-            "metadata": {"generateName": f"{about.name}.", "namespace": about.namespace},
-            "involvedObject": {
-                "apiVersion": about.api_version,
-                "kind": about.kind,
-                "name": about.name,
-                "namespace": about.namespace,
-                "uid": about.uid or None,
-            },
-            "type": type_,
-            "reason": reason,
-            "message": message[:1024],
-            "source": {"component": COMPONENT},
-            "reportingComponent": COMPONENT,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
+        from lightkube.models.core_v1 import EventSource, ObjectReference
+        from lightkube.models.meta_v1 import ObjectMeta
+        from lightkube.resources.core_v1 import Event
+
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        event = Event(
+            metadata=ObjectMeta(generateName=f"{about.name}.", namespace=about.namespace),
+            involvedObject=ObjectReference(
+                apiVersion=about.api_version,
+                kind=about.kind,
+                name=about.name,
+                namespace=about.namespace,
+                uid=about.uid or None,
+            ),
+            type=type_,
+            reason=reason,
+            message=message[:1024],
+            source=EventSource(component=COMPONENT),
+            reportingComponent=COMPONENT,
+            firstTimestamp=now,
+            lastTimestamp=now,
+            count=1,
+        )
         try:
-            self._core.create_namespaced_event(about.namespace, body)
+            self._client.create(event, namespace=about.namespace)
         except Exception as exc:
             raise self._error(f"post Event {reason} for {about.kind} {about.name}", exc) from exc
 

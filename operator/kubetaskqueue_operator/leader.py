@@ -16,7 +16,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
+
+from kubetaskqueue_operator.kube import http_status
+
+if TYPE_CHECKING:
+    from lightkube import Client
+    from lightkube.resources.coordination_v1 import Lease
 
 log = logging.getLogger(__name__)
 
@@ -134,69 +140,71 @@ def _micro_time(epoch: float) -> str:
 
 
 class ClientLeaseApi:
-    """LeaseApi on the kubernetes client (coordination.k8s.io/v1)."""
+    """LeaseApi on a lightkube Client (coordination.k8s.io/v1)."""
 
-    def __init__(self, namespace: str, name: str, api_client: Any = None) -> None:
-        from kubernetes import client
+    def __init__(self, namespace: str, name: str, client: Client | None = None) -> None:
+        from lightkube import Client
+
+        from kubetaskqueue_operator.kube import COMPONENT, load_kube_config
 
         self.namespace, self.name = namespace, name
-        self._api: Any = client.CoordinationV1Api(api_client)  # Any: models differ by release
+        self._client = client or Client(load_kube_config(), field_manager=COMPONENT)
 
     def read(self) -> LeaseRecord | None:
-        from kubernetes.client.exceptions import ApiException
+        from lightkube.resources.coordination_v1 import Lease
 
         try:
-            lease = self._api.read_namespaced_lease(self.name, self.namespace)
-        except ApiException as exc:
-            if exc.status == 404:
+            lease = self._client.get(Lease, self.name, namespace=self.namespace)
+        except Exception as exc:
+            if http_status(exc) == 404:
                 return None
             raise
+        # A Lease made by the Helm chart has an empty spec: no holder, time or duration.
         spec = lease.spec
-        renewed = spec.renew_time.timestamp() if spec.renew_time else None
+        renewed = spec.renewTime if spec else None
         return LeaseRecord(
-            holder=spec.holder_identity,
-            renewed_at=renewed,
-            duration_s=float(spec.lease_duration_seconds or 0),
-            transitions=int(spec.lease_transitions or 0),
-            version=lease.metadata.resource_version,
+            holder=(spec and spec.holderIdentity) or None,
+            renewed_at=renewed.timestamp() if renewed else None,
+            duration_s=float((spec and spec.leaseDurationSeconds) or 0),
+            transitions=int((spec and spec.leaseTransitions) or 0),
+            version=lease.metadata.resourceVersion if lease.metadata else None,
         )
 
-    def _body(self, record: LeaseRecord) -> dict[str, Any]:
-        meta: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
-        if record.version:
-            meta["resourceVersion"] = record.version
-        spec: dict[str, Any] = {
-            "holderIdentity": record.holder,
-            "leaseDurationSeconds": int(record.duration_s),
-            "leaseTransitions": record.transitions,
-        }
-        if record.renewed_at is not None:  # None = released
-            spec["renewTime"] = _micro_time(record.renewed_at)
-        return {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": meta,
-            "spec": spec,
-        }
+    def _lease(self, record: LeaseRecord) -> Lease:
+        from lightkube.models.coordination_v1 import LeaseSpec
+        from lightkube.models.meta_v1 import ObjectMeta
+        from lightkube.resources.coordination_v1 import Lease
+
+        # MicroTime needs exactly six fractional digits; lightkube's encoder drops a zero
+        # fraction ("...:05Z", which the API server refuses), so send the formatted string.
+        # No renewal time (and no holder) is a released Lease.
+        renew = None if record.renewed_at is None else _micro_time(record.renewed_at)
+        return Lease(
+            metadata=ObjectMeta(
+                name=self.name, namespace=self.namespace, resourceVersion=record.version
+            ),
+            spec=LeaseSpec(
+                holderIdentity=record.holder,
+                leaseDurationSeconds=int(record.duration_s),
+                leaseTransitions=record.transitions,
+                renewTime=cast("dt.datetime | None", renew),
+            ),
+        )
 
     def create(self, record: LeaseRecord) -> None:
-        from kubernetes.client.exceptions import ApiException
-
         try:
-            self._api.create_namespaced_lease(self.namespace, self._body(record))
-        except ApiException as exc:
-            if exc.status == 409:
-                raise LeaseConflict(str(exc.reason)) from exc
+            self._client.create(self._lease(record))
+        except Exception as exc:
+            if http_status(exc) == 409:
+                raise LeaseConflict(str(exc)) from exc
             raise
 
     def replace(self, record: LeaseRecord) -> None:
-        from kubernetes.client.exceptions import ApiException
-
         try:
-            self._api.replace_namespaced_lease(self.name, self.namespace, self._body(record))
-        except ApiException as exc:
-            if exc.status == 409:
-                raise LeaseConflict(str(exc.reason)) from exc
+            self._client.replace(self._lease(record))
+        except Exception as exc:
+            if http_status(exc) == 409:
+                raise LeaseConflict(str(exc)) from exc
             raise
 
 
