@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import signal
 import subprocess
 import sys
 import threading
+import time
 
-from helpers import wait_until
+import pytest
+from helpers import RedisServer, wait_until
 from kubetaskqueue import Manager, Task
 from kubetaskqueue.events import Event
+from proc_lines import Lines
 
 
 def replay(m: Manager, stop_when: str, task_id: str) -> list[Event]:
@@ -131,3 +135,78 @@ def test_events_cli_json_lines(redis_url: str) -> None:
         assert proc.wait(timeout=10) == 0
     finally:
         proc.kill()
+
+
+def test_watchers_ride_out_a_redis_restart(own_redis: RedisServer,
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    """A watch() thread, an awatch() task and the events CLI each see every event once,
+    in order, across a Redis restart (AOF keeps the stream); the CLI keeps running."""
+    caplog.set_level(logging.INFO, logger="kubetaskqueue")
+    producer = Manager(own_redis.url)
+    batches = {name: [f"{name}{i}" for i in range(5)] for name in ("before", "gap", "after")}
+    expected = [task_id for ids in batches.values() for task_id in ids]
+    seen: dict[str, list[tuple[float, str]]] = {"watch": [], "awatch": []}
+    options = {"from_start": True, "stats_interval_s": None, "block_s": 0.1}
+
+    def record(name: str, event: Event) -> bool:
+        seen[name].append((time.monotonic(), event.task_id))
+        return event.task_id == expected[-1]
+
+    def follow() -> None:
+        for event in Manager(own_redis.url).watch(["t"], **options):
+            if record("watch", event):
+                return
+
+    async def afollow() -> None:
+        async for event in Manager(own_redis.url).awatch(["t"], **options):
+            if record("awatch", event):
+                return
+
+    watchers = [threading.Thread(target=follow, daemon=True),
+                threading.Thread(target=asyncio.run, args=(afollow(),), daemon=True)]
+    cli = subprocess.Popen([sys.executable, "-m", "kubetaskqueue", "--log-format", "text",
+                            "--redis-url", own_redis.url, "events", "--json", "--topic", "t",
+                            "--from-start", "--stats-interval", "0"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cli_out, cli_err = Lines(cli.stdout), Lines(cli.stderr)
+
+    def cli_ids() -> list[str]:
+        return [json.loads(line)["task_id"] for line in list(cli_out.lines)]
+
+    def everyone_saw(task_id: str) -> bool:
+        return all(task_id in [t for _, t in s] for s in seen.values()) and (
+            task_id in cli_ids())
+
+    try:
+        for thread in watchers:
+            thread.start()
+        for task_id in batches["before"]:
+            producer.enqueue("t", None, task_id=task_id)
+        wait_until(lambda: everyone_saw("before4"), what="events before the restart")
+        own_redis.kill()
+        # Every watcher has met the outage (each logs it once), so Redis comes back to
+        # watchers that are backing off, not ones redis-py's own retries carried through.
+        wait_until(lambda: caplog.text.count("is unreachable") == 2 and
+                   cli_err.count("is unreachable") == 1, 30, what="watchers saw the outage")
+        own_redis.start()
+        back = time.monotonic()
+        for task_id in batches["gap"]:  # before the watchers are back
+            producer.enqueue("t", None, task_id=task_id)
+        wait_until(lambda: everyone_saw("gap4"), 20, what="events right after the restart")
+        for task_id in batches["after"]:
+            producer.enqueue("t", None, task_id=task_id)
+        wait_until(lambda: everyone_saw("after4"), what="events after the restart")
+        for thread in watchers:
+            thread.join(5)
+        assert cli.poll() is None  # still following
+    finally:
+        cli.send_signal(signal.SIGTERM)
+        cli.wait(10)
+    for name, events in seen.items():
+        assert [t for _, t in events] == expected, name
+        gap_s = min(at for at, t in events if t == "gap0") - back
+        print(f"{name}: first event {gap_s:.2f}s after Redis was back")
+    assert cli_ids() == expected
+    assert caplog.text.count("is unreachable") == 2  # one line per outage and watcher
+    assert caplog.text.count("reachable again") == 2
+    assert (cli_err.count("is unreachable"), cli_err.count("reachable again")) == (1, 1)

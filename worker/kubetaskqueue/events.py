@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from . import defaults
 from .cluster import REDIS_ERRORS, Client, read_streams
 from .keys import TopicKeys, manager_events_key
 from .queue_state import known_topics, read_queue_state
@@ -25,7 +26,8 @@ from .queue_state import known_topics, read_queue_state
 log = logging.getLogger("kubetaskqueue")
 
 TASK_EVENTS = ("TASK_ENQUEUE", "TASK_START", "TASK_RETRY", "TASK_COMPLETION", "TASK_FAILURE",
-               "TASK_DEAD", "TASK_RELEASED", "TASK_LEASE_EXPIRED", "TASK_FENCED")
+               "TASK_DEAD", "TASK_RELEASED", "TASK_LEASE_EXPIRED", "TASK_WORKER_LOST",
+               "TASK_FENCED")
 MANAGER_EVENTS = ("MANAGER_START", "MANAGER_STOP", "MANAGER_STATS")
 
 _MANAGER_EVENTS_MAX_LEN = 1000
@@ -78,10 +80,12 @@ def watch(client: Client, namespace: str, topics: Iterable[str] | None = None, *
     """Yield events as they happen (forever; stop by closing the iterator).
 
     ``topics`` None follows every topic, including ones that appear later.
-    ``from_start`` replays what the streams still hold first.
+    ``from_start`` replays what the streams still hold first. While Redis is
+    unreachable it retries with backoff, then resumes each stream after the last
+    event it yielded, so an outage loses no event and repeats none.
     """
     follow_all = topics is None
-    names = known_topics(client, namespace) if follow_all else list(topics or ())
+    names = [] if follow_all else list(topics or ())
     start = "0-0" if from_start else "$"
     cursors: dict[str, str] = {manager_events_key(namespace): start}
     topics_by_stream: dict[str, str] = {}
@@ -93,22 +97,53 @@ def watch(client: Client, namespace: str, topics: Iterable[str] | None = None, *
 
     for name in names:
         follow(name, start)
-    cursors = {key: _resolve(client, key, cursor) for key, cursor in cursors.items()}
+    discovered_since = start  # topics known at the first look; later ones from their start
+    outage = _Outage()
     next_stats = next_discovery = time.monotonic()
     while True:
-        now = time.monotonic()
-        if follow_all and now >= next_discovery:
-            next_discovery = now + _DISCOVERY_INTERVAL_S
-            for name in known_topics(client, namespace):  # new topics: from their first event
-                follow(name, "0-0")
-        if stats_interval_s is not None and now >= next_stats:
-            next_stats = now + stats_interval_s
-            state = read_queue_state(client, namespace, None if follow_all else names)
-            yield Event(type="MANAGER_STATS", time=state.redis_time, stats=state.as_stats())
-        for stream, entries in read_streams(client, cursors, block_s, count=500):
+        try:
+            now = time.monotonic()
+            if follow_all and now >= next_discovery:
+                for name in known_topics(client, namespace):
+                    follow(name, discovered_since)
+                discovered_since, next_discovery = "0-0", now + _DISCOVERY_INTERVAL_S
+            for key, cursor in cursors.items():
+                cursors[key] = _resolve(client, key, cursor)
+            if stats_interval_s is not None and now >= next_stats:
+                state = read_queue_state(client, namespace, None if follow_all else names)
+                next_stats = now + stats_interval_s
+                yield Event(type="MANAGER_STATS", time=state.redis_time, stats=state.as_stats())
+            replies = read_streams(client, cursors, block_s, count=500)
+            outage.over()
+        except REDIS_ERRORS as exc:
+            time.sleep(outage.failed(exc))
+            continue
+        for stream, entries in replies:
             for entry_id, fields in entries:
                 cursors[stream] = entry_id
                 yield _parse(stream, entry_id, fields, topics_by_stream)
+
+
+class _Outage:
+    """A watcher's reconnect backoff, logging the start and end of each outage once."""
+
+    def __init__(self) -> None:
+        self._failures = 0
+
+    def failed(self, exc: Exception) -> float:
+        """Returns how long to wait before the next try."""
+        if not self._failures:
+            log.warning("event watcher: Redis is unreachable (%s); reconnecting with backoff",
+                        exc)
+        self._failures += 1
+        return min(defaults.RECONNECT_MAX_S,
+                   defaults.RECONNECT_MIN_S * 2.0 ** min(self._failures - 1, 10))
+
+    def over(self) -> None:
+        if self._failures:
+            log.info("event watcher: Redis is reachable again; resuming after the last "
+                     "event seen")
+        self._failures = 0
 
 
 def _resolve(client: Client, key: str, cursor: str) -> str:
