@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -144,6 +145,26 @@ def test_worker_refuses_redis_that_may_evict_tasks(own_redis: RedisServer) -> No
     assert result.stderr.splitlines()[-1] == (
         "error: Redis maxmemory-policy is 'allkeys-lru', which can silently delete queued "
         "tasks; set it to 'noeviction' (redis-cli CONFIG SET maxmemory-policy noeviction)")
+
+
+def test_worker_whose_http_port_is_taken_fails_at_start(redis_url: str) -> None:
+    """Without /healthz and /readyz a pod fails its probes for no visible reason: refuse."""
+    task_id = Manager(redis_url).enqueue("sleep", {"s": 0})
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "kubetaskqueue", "--log-format", "text",
+                                 "worker", "sample_app:manager"],
+                                env=dict(os.environ, KUBETASKQUEUE_REDIS_URL=redis_url,
+                                         KUBETASKQUEUE_HTTP_PORT=str(port)),
+                                capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"error: cannot serve /metrics, /healthz, /readyz on port {port}: Address already in "
+        "use; free the port or pick another (--http-port, KUBETASKQUEUE_HTTP_PORT)")
+    assert not starts(redis_url, task_id)  # it stopped before claiming anything
+    assert stats(redis_url, "sleep")["input"] == 1
 
 
 def test_sentinel_url_finds_the_master(own_redis: RedisServer, tmp_path: Path) -> None:

@@ -161,15 +161,10 @@ def worker(ctx: click.Context, app: str, num_workers: int | None, lease_ttl: flo
 
 def _serve(port: int, registry: CollectorRegistry,
            readiness: Callable[[], tuple[bool, str]] | None) -> WSGIServer | None:
-    """Start the HTTP endpoint; a taken port is logged, not fatal (the probes will show it)."""
+    """Start the HTTP endpoint (0 = off); a taken port stops the worker (ConfigError)."""
     if port == 0:
         return None
-    try:
-        return start_http_server(port, registry, readiness)
-    except OSError as exc:
-        logging.getLogger("kubetaskqueue").error(
-            "cannot serve /metrics on port %d (%s); running without it", port, exc)
-        return None
+    return start_http_server(port, registry, readiness)
 
 
 @cli.command(epilog=EPILOG)

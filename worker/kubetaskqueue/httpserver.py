@@ -11,6 +11,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
+from .errors import ConfigError
+
 log = logging.getLogger("kubetaskqueue")
 
 StartResponse = Callable[..., Any]
@@ -48,11 +50,20 @@ def health_app(registry: CollectorRegistry,
 def start_http_server(port: int, registry: CollectorRegistry,
                       readiness: Callable[[], tuple[bool, str]] | None = None,
                       host: str = "0.0.0.0") -> WSGIServer:
-    """Serve in a daemon thread; returns the server (``server.shutdown()`` stops it)."""
-    server = make_server(host, port, health_app(registry, readiness),
-                         server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
+    """Serve in a daemon thread; returns the server (``server.shutdown()`` stops it).
+
+    A port that cannot be bound raises ConfigError: a worker without /healthz and
+    /readyz would fail its probes with no clear cause. Port 0 binds any free port.
+    """
+    paths = "/metrics, /healthz, /readyz" if readiness else "/metrics, /healthz"
+    try:
+        server = make_server(host, port, health_app(registry, readiness),
+                             server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
+    except OSError as exc:
+        raise ConfigError(f"cannot serve {paths} on port {port}: {exc.strerror or exc}; free "
+                          "the port or pick another (--http-port, KUBETASKQUEUE_HTTP_PORT)"
+                          ) from exc
     threading.Thread(target=server.serve_forever, name="kubetaskqueue-http",
                      daemon=True).start()
-    log.info("serving /metrics, /healthz%s on port %d",
-             ", /readyz" if readiness else "", server.server_port)
+    log.info("serving %s on port %d", paths, server.server_port)
     return server
