@@ -60,7 +60,7 @@ def test_stale_token_is_fenced(store: RedisStore) -> None:
     store.enqueue(TOPIC, [new("a", retries=1)])
     _, [first] = store.claim(TOPIC, 1, 0.05, "m1")
     time.sleep(0.1)
-    assert store.reap(TOPIC) == (1, 0)  # lease expired: retried
+    assert store.reap(TOPIC, 3) == (1, 0)  # lease expired: a worker loss, back in input
     _, [second] = store.claim(TOPIC, 1, 30, "m2")
     assert second.token != first.token
     assert store.ack(TOPIC, "a", first.token) is False  # the late worker is refused
@@ -102,20 +102,24 @@ def test_extend_renews_only_valid_leases(store: RedisStore) -> None:
     time.sleep(0.6)
     assert store.extend(TOPIC, [(r.id, r.token) for r in rows], 1.0) == []
     time.sleep(0.6)  # past the first deadline, within the renewed one (0.4 s margins)
-    assert store.reap(TOPIC) == (0, 0)
+    assert store.reap(TOPIC, 3) == (0, 0)
     assert store.extend(TOPIC, [("a", "999")], 30) == ["a"]
 
 
-def test_reap_counts_expired_lease_as_an_attempt(store: RedisStore) -> None:
-    store.enqueue(TOPIC, [new("poison", retries=1)])
-    for expected in [(1, 0), (0, 1)]:
+def test_an_expired_lease_is_a_worker_loss_and_the_poison_cap_ends_it(
+        store: RedisStore) -> None:
+    store.enqueue(TOPIC, [new("poison", retries=0)])
+    for expected in [(1, 0), (1, 0), (0, 1)]:  # max_worker_losses 2: the third loss is fatal
         store.claim(TOPIC, 1, 0.01, "m-killed")
         time.sleep(0.03)
-        assert store.reap(TOPIC) == expected
-    fields = store.client.hgetall(store.keys(TOPIC).task("poison"))
-    assert "lease expired" in fields["last_error"] and "m-killed" in fields["last_error"]
+        assert store.reap(TOPIC, 2) == expected
+        fields = store.client.hgetall(store.keys(TOPIC).task("poison"))
+        assert "lease expired" in fields["last_error"] and "m-killed" in fields["last_error"]
+    assert fields["last_error"].startswith("poison: lost its worker 3 times (max_worker_losses 2)")
+    assert (fields["losses"], fields["attempts"]) == ("3", "1")  # no retry was spent before
     assert counts(store)["dead"] == 1
-    assert store.reap(TOPIC) == (0, 0)  # idempotent
+    assert store.client.hget(store.keys(TOPIC).stats, "lost") == "3"
+    assert store.reap(TOPIC, 2) == (0, 0)  # idempotent
 
 
 def test_release_returns_to_front_without_counting_an_attempt(store: RedisStore) -> None:

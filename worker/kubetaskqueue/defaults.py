@@ -21,6 +21,10 @@ BACKOFF_CAP_S = 600.0
 REAP_LIMIT = 1000
 # Due scheduled tasks promoted per claim call.
 PROMOTE_LIMIT = 1000
+# A task whose worker was lost (pod deleted, evicted, OOM-killed; its lease ran out)
+# runs again without spending a retry, this many times; one loss more and it is
+# poison (it likely kills its worker) and goes dead. 0 = the first loss is fatal.
+MAX_WORKER_LOSSES = 3
 # How often every manager looks for expired leases (also bounded by lease TTL).
 REAP_INTERVAL_S = 5.0
 # Redis reconnect backoff while it is unreachable.
@@ -34,6 +38,9 @@ EVENTS_MAX_LEN = 10_000
 # isolation="process": a child process is replaced after this many tasks, 0 = never
 # (set it when a processor leaks memory, as Celery's worker_max_tasks_per_child).
 CHILD_MAX_TASKS = 0
+# A burst worker (a job, CI) exits 1 once Redis has been unreachable this long; a
+# long-running worker waits for Redis however long it takes.
+BURST_REDIS_WAIT_S = 30.0
 # How often a redis+sentinel:// client asks the sentinels where the master is: after
 # a failover the old master stays writable until it is demoted, and writes there are lost.
 SENTINEL_RECHECK_S = 0.5

@@ -14,7 +14,8 @@ its own tag. Nothing else in the code builds key names.
 | ``<ns>:{<topic>}:dead``          | list | dead task ids, newest first                   |
 | ``<ns>:{<topic>}:wake``          | list | wake-up hints for idle managers (capped)      |
 | ``<ns>:{<topic>}:stats``         | hash | the seed's five counters: enqueued, started,  |
-|                                  |      | retried, failed, completed; plus fenced       |
+|                                  |      | retried, failed, completed; plus lost (worker |
+|                                  |      | losses) and fenced                            |
 | ``<ns>:{<topic>}:events``        | stream | recent task events (capped, see events.py)  |
 | ``<ns>:{<topic>}:task:<id>``     | hash | one task: see TASK_FIELDS                     |
 | ``<ns>:{managers}``              | zset | manager id -> last heartbeat (server time)    |
@@ -45,9 +46,10 @@ TASK_FIELDS = (
     "last_error",  # message and traceback of the last failed attempt
     "failed_at",  # time of the last failed attempt
     "dead_at",
+    "losses",  # times its worker was lost (lease expired, pod died); see max_worker_losses
 )
 
-STAT_FIELDS = ("enqueued", "started", "retried", "failed", "completed", "fenced")
+STAT_FIELDS = ("enqueued", "started", "retried", "failed", "completed", "lost", "fenced")
 
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}$")
 

@@ -45,9 +45,13 @@ class QueueState:
         topics = {}
         for name, t in sorted(self.topics.items()):
             row = {"input": t.input, "scheduled": t.scheduled, "work": t.work, "dead": t.dead}
-            row.update({c: t.counters.get(c, 0) for c in STAT_FIELDS if c != "fenced"})
+            # The seed's five counters; lost and fenced are in the exporter's metrics.
+            row.update({c: t.counters.get(c, 0) for c in STAT_FIELDS if c not in EXTRA_COUNTERS})
             topics[name] = row
         return {"topics": topics, "managers": len(self.managers)}
+
+
+EXTRA_COUNTERS = ("lost", "fenced")
 
 
 def _age(now: float, raw: str) -> float | None:
@@ -105,3 +109,32 @@ def read_queue_state(client: Client, namespace: str = defaults.NAMESPACE,
         secs, micros = client.time()
         now = secs + micros / 1e6
     return QueueState(states, read_managers(client, namespace, now), now)
+
+
+def read_lease_owners(client: Client, namespace: str, topics: Iterable[str]) -> dict[str, int]:
+    """Manager id -> tasks it holds in work over ``topics``, read from the leases themselves
+    (not from the heartbeat, which is up to lease TTL / 3 old)."""
+    store = RedisStore(client, namespace)
+    owners: dict[str, int] = {}
+    for topic in topics:
+        for manager_id, count in store.lease_owners(topic).items():
+            owners[manager_id] = owners.get(manager_id, 0) + count
+    return owners
+
+
+def release_lost_managers(client: Client, namespace: str, topics: Iterable[str],
+                          manager_ids: list[str], reason: str) -> tuple[int, int]:
+    """The managers' pod died: their leases become worker losses now, with ``reason``.
+    Each loss is capped by the lost managers' own max_worker_losses (their registry
+    entry, while it lasts; else the default). Returns (requeued, dead) over ``topics``."""
+    pipe = client.pipeline(transaction=False)
+    for manager_id in manager_ids:
+        pipe.hget(manager_key(namespace, manager_id), "max_worker_losses")
+    known = [int(v) for v in pipe.execute() if v is not None and str(v).isdigit()]
+    max_losses = min(known, default=defaults.MAX_WORKER_LOSSES)
+    store = RedisStore(client, namespace)
+    lost = dead = 0
+    for topic in topics:
+        topic_lost, topic_dead = store.release_lost_worker(topic, manager_ids, reason, max_losses)
+        lost, dead = lost + topic_lost, dead + topic_dead
+    return lost, dead

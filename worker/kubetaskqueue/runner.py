@@ -511,15 +511,16 @@ class Runner:
         self.store.heartbeat_manager(self.manager_id, {
             "pod": self.settings.pod_name, "slots": self.settings.num_workers, "busy": busy,
             "topics": ",".join(self.topics), "draining": int(self.draining),
+            "max_worker_losses": self.settings.max_worker_losses,  # for the operator's release
         }, ttl_s=self.settings.lease_ttl_s)
 
     def _reap(self) -> None:
         for topic in self.topics:
-            retried, dead = self.store.reap(topic)
-            if retried or dead:
-                self.metrics.leases_expired(topic, retried + dead)
-                log.warning("expired leases in %r: %d task(s) retried, %d moved to dead",
-                            topic, retried, dead)
+            lost, dead = self.store.reap(topic, self.settings.max_worker_losses)
+            if lost or dead:
+                self.metrics.leases_expired(topic, lost + dead)
+                log.warning("expired leases in %r (worker lost): %d task(s) requeued, %d poison "
+                            "moved to dead", topic, lost, dead)
 
     def _expire_timeouts(self) -> float | None:
         """Fail sync attempts past their timeout; returns the next deadline (monotonic)."""

@@ -28,7 +28,9 @@ class Settings(BaseSettings):
     shutdown_grace_s: Annotated[float, Field(ge=0)] = defaults.SHUTDOWN_GRACE_S
     max_payload_bytes: Annotated[int, Field(gt=0)] = defaults.MAX_PAYLOAD_BYTES
     reap_interval_s: Annotated[float, Field(gt=0)] = defaults.REAP_INTERVAL_S
+    max_worker_losses: Annotated[int, Field(ge=0)] = defaults.MAX_WORKER_LOSSES
     events_max_len: Annotated[int, Field(ge=0)] = defaults.EVENTS_MAX_LEN
     http_port: Annotated[int, Field(ge=0, le=65535)] = defaults.HTTP_PORT
     child_max_tasks: Annotated[int, Field(ge=0)] = defaults.CHILD_MAX_TASKS
+    burst_redis_wait_s: Annotated[float, Field(gt=0)] = defaults.BURST_REDIS_WAIT_S
     pod_name: str = Field(default_factory=_pod_name)

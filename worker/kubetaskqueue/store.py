@@ -299,14 +299,31 @@ class RedisStore:
         return bool(self._run("release", [k.input, k.work, k.wake, k.events],
                               [k.task_prefix, task_id, token]))
 
-    def reap(self, topic: str) -> tuple[int, int]:
-        """Turn expired leases into failed attempts; returns (retried, dead)."""
+    def reap(self, topic: str, max_worker_losses: int) -> tuple[int, int]:
+        """Expired leases are worker losses (retry not spent); returns (requeued, dead)."""
         k = self.keys(topic)
-        retried, dead = self._run(
+        lost, dead = self._run(
             "reap", [k.input, k.scheduled, k.work, k.dead, k.stats, k.wake, k.events],
-            [k.task_prefix, defaults.REAP_LIMIT],
+            [k.task_prefix, defaults.REAP_LIMIT, max_worker_losses],
         )
-        return int(retried), int(dead)
+        return int(lost), int(dead)
+
+    def release_lost_worker(self, topic: str, manager_ids: list[str], reason: str,
+                            max_worker_losses: int) -> tuple[int, int]:
+        """These managers died (their pod is gone): release their leases now, as worker
+        losses with ``reason``; returns (requeued, dead)."""
+        k = self.keys(topic)
+        lost, dead = self._run(
+            "release_lost", [k.input, k.scheduled, k.work, k.dead, k.stats, k.wake, k.events],
+            [k.task_prefix, reason, max_worker_losses, *manager_ids],
+        )
+        return int(lost), int(dead)
+
+    def lease_owners(self, topic: str) -> dict[str, int]:
+        """Manager id -> leases it holds in ``topic`` right now (one atomic read)."""
+        k = self.keys(topic)
+        flat = self._run("owners", [k.work], [k.task_prefix])
+        return {str(flat[i]): int(flat[i + 1]) for i in range(0, len(flat), 2)}
 
     def wait_for_wake(self, topics: list[str], timeout_s: float) -> bool:
         """Block until a state move signals work (True), or the timeout passes (False)."""

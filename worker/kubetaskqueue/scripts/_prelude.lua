@@ -78,3 +78,26 @@ local function settle_failure(k, key, id, now, err, delay, force_dead)
   return 'retried'
 end
 
+
+-- A lost worker (its pod died, or its lease ran out): the task goes back to the
+-- front of input at once and the attempt is not counted, so a node drain or an
+-- OOM kill spends none of its num_retries. Each loss is counted in the hash;
+-- past `max_losses` the task is poison (it keeps killing its worker) and dies.
+-- `kind` is the event that says how the loss was seen. The id must already be
+-- out of the work set. Returns 'lost' or 'dead'.
+local function settle_worker_loss(k, key, id, now, kind, reason, max_losses)
+  local losses = redis.call('HINCRBY', key, 'losses', 1)
+  local attempts = tonumber(redis.call('HGET', key, 'attempts')) or 0
+  emit(kind, id, attempts, now, reason)
+  redis.call('HINCRBY', k.stats, 'lost', 1)
+  if losses > max_losses then
+    local why = 'poison: lost its worker ' .. losses .. ' times (max_worker_losses '
+      .. max_losses .. '); last: ' .. reason
+    return settle_failure(k, key, id, now, why, 0, true)
+  end
+  redis.call('HINCRBY', key, 'attempts', -1)
+  redis.call('HSET', key, 'owner', '', 'last_error', reason, 'ready_at', fmt(now))
+  redis.call('LPUSH', k.input, id)
+  wake_managers(k.wake, 1)
+  return 'lost'
+end
