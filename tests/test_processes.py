@@ -147,6 +147,26 @@ def test_worker_refuses_redis_that_may_evict_tasks(own_redis: RedisServer) -> No
         "tasks; set it to 'noeviction' (redis-cli CONFIG SET maxmemory-policy noeviction)")
 
 
+def test_burst_worker_gives_up_on_unreachable_redis() -> None:
+    """A CI job must not hang: --burst waits KUBETASKQUEUE_BURST_REDIS_WAIT_S, then exits 1."""
+    port = free_port()  # nothing listens there
+    url = f"redis://:secret@127.0.0.1:{port}/0"
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "kubetaskqueue", "--log-format", "text",
+                             "worker", "sample_app:manager", "--burst"],
+                            env=dict(os.environ, KUBETASKQUEUE_REDIS_URL=url,
+                                     KUBETASKQUEUE_BURST_REDIS_WAIT_S="2",
+                                     KUBETASKQUEUE_HTTP_PORT="0"),
+                            capture_output=True, text=True, timeout=30)
+    elapsed_s = time.monotonic() - started
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"error: Redis at redis://***@127.0.0.1:{port}/0 unreachable for 2s; a burst worker "
+        "stops waiting (KUBETASKQUEUE_BURST_REDIS_WAIT_S)")
+    assert "secret" not in result.stderr
+    print(f"burst worker exited {elapsed_s:.1f}s after start with a 2s wait")
+
+
 def test_worker_whose_http_port_is_taken_fails_at_start(redis_url: str) -> None:
     """Without /healthz and /readyz a pod fails its probes for no visible reason: refuse."""
     task_id = Manager(redis_url).enqueue("sleep", {"s": 0})

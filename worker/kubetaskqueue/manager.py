@@ -7,6 +7,7 @@ import json
 import logging
 import signal
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from types import FrameType
@@ -198,7 +199,8 @@ class Manager:
     def run(self, *, burst: bool = False) -> None:
         """Run until SIGTERM/SIGINT (a second signal skips the grace period).
 
-        ``burst=True`` returns once this manager's topics are empty instead.
+        ``burst=True`` returns once this manager's topics are empty instead, and raises
+        RedisUnavailableError once Redis has been unreachable for ``burst_redis_wait_s``.
         """
         # Handlers go in before the first claim: a SIGTERM right after start must
         # release tasks, not kill the process with them leased.
@@ -211,14 +213,26 @@ class Manager:
             raise
         runner = self._runner
         assert runner is not None
+        gave_up: RedisUnavailableError | None = None
+        last_ok = time.monotonic()
         try:
             while not (self._stop_requested.is_set() or runner.claim_loop_done.is_set()):
                 self._stop_requested.wait(0.5)
+                if runner.redis.ok or not burst:
+                    last_ok = time.monotonic()
+                elif time.monotonic() - last_ok >= self.settings.burst_redis_wait_s:
+                    gave_up = RedisUnavailableError(
+                        f"Redis at {redact_url(self.settings.redis_url)} unreachable for "
+                        f"{self.settings.burst_redis_wait_s:g}s; a burst worker stops waiting "
+                        "(KUBETASKQUEUE_BURST_REDIS_WAIT_S)")
+                    break
         finally:
             self.stop()
             restore()
         if runner.fatal is not None:
             raise runner.fatal
+        if gave_up is not None:
+            raise gave_up
 
     def request_stop(self) -> None:
         """Ask a running :meth:`run` to stop gracefully (thread-safe)."""
