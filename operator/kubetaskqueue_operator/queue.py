@@ -20,14 +20,15 @@ class QueueReadError(Exception):
 
 @dataclass(frozen=True)
 class QueueSnapshot:
-    """Counts summed over the pool's topics, plus busy slots per worker pod."""
+    """Counts summed over the pool's topics, and who holds their leases."""
 
     input: int = 0
     scheduled: int = 0
     scheduled_due: int = 0
     work: int = 0
     dead: int = 0
-    busy_by_pod: Mapping[str, int] = field(default_factory=dict)
+    owners: Mapping[str, int] = field(default_factory=dict)  # manager id -> leases held
+    topics: tuple[str, ...] = ()  # the topics read (all known ones when the pool names none)
     managers: int = 0
 
     @property
@@ -36,6 +37,8 @@ class QueueSnapshot:
 
 
 QueueReader = Callable[[str, str, "tuple[str, ...] | None"], QueueSnapshot]
+# (url, key prefix, topics, manager ids, reason) -> (requeued, dead)
+LossReleaser = Callable[[str, str, "tuple[str, ...]", "list[str]", str], "tuple[int, int]"]
 
 
 def redact(url: str) -> str:
@@ -43,7 +46,8 @@ def redact(url: str) -> str:
     return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
-def snapshot_from_state(state: Any, topics: Iterable[str] | None) -> QueueSnapshot:
+def snapshot_from_state(state: Any, topics: Iterable[str] | None,
+                        owners: Mapping[str, int]) -> QueueSnapshot:
     """Sum a core ``QueueState`` (duck-typed) over ``topics`` (None = all)."""
     wanted = None if topics is None else set(topics)
     totals = {"input": 0, "scheduled": 0, "scheduled_due": 0, "work": 0, "dead": 0}
@@ -52,11 +56,9 @@ def snapshot_from_state(state: Any, topics: Iterable[str] | None) -> QueueSnapsh
             continue
         for key in totals:
             totals[key] += int(getattr(topic, key))
-    busy: dict[str, int] = {}
-    for manager in state.managers:
-        # Several managers may share a pod; the pod's cost is their sum.
-        busy[manager.pod] = busy.get(manager.pod, 0) + int(manager.busy)
-    return QueueSnapshot(**totals, busy_by_pod=busy, managers=len(state.managers))
+    names = tuple(n for n in state.topics if wanted is None or n in wanted)
+    return QueueSnapshot(**totals, owners=dict(owners), topics=names,
+                         managers=len(state.managers))
 
 
 class RedisQueueReader:
@@ -65,19 +67,40 @@ class RedisQueueReader:
     def __init__(self) -> None:
         self._clients: dict[str, Any] = {}
 
+    def _client(self, url: str) -> Any:
+        from kubetaskqueue.store import connect  # lazily: pure parts and tests need no core
+
+        client = self._clients.get(url)
+        if client is None:
+            client = self._clients[url] = connect(url)
+        return client
+
     def __call__(self, url: str, key_prefix: str, topics: tuple[str, ...] | None) -> QueueSnapshot:
-        # Imported lazily: the operator's pure parts and tests do not need the core.
-        from kubetaskqueue.queue_state import read_queue_state
-        from kubetaskqueue.store import connect
+        from kubetaskqueue.queue_state import read_lease_owners, read_queue_state
 
         try:
-            client = self._clients.get(url)
-            if client is None:
-                client = self._clients[url] = connect(url)
+            client = self._client(url)
             state = read_queue_state(
                 client, namespace=key_prefix, topics=list(topics) if topics else None
             )
+            # Read in the same round as the decision: the heartbeat's busy count lags.
+            owners = read_lease_owners(client, key_prefix, list(state.topics))
         except Exception as exc:
             self._clients.pop(url, None)  # reconnect next time
             raise QueueReadError(f"Redis at {redact(url)}: {exc}") from exc
-        return snapshot_from_state(state, topics)
+        return snapshot_from_state(state, topics, owners)
+
+    def release_lost(
+        self, url: str, key_prefix: str, topics: tuple[str, ...], managers: list[str], reason: str
+    ) -> tuple[int, int]:
+        """Release dead managers' leases now (worker losses); returns (requeued, dead)."""
+        from kubetaskqueue.queue_state import release_lost_managers
+
+        try:
+            lost, dead = release_lost_managers(
+                self._client(url), key_prefix, topics, managers, reason
+            )
+        except Exception as exc:
+            self._clients.pop(url, None)
+            raise QueueReadError(f"Redis at {redact(url)}: {exc}") from exc
+        return int(lost), int(dead)

@@ -17,7 +17,8 @@ from kubetaskqueue_operator import conditions as cond
 from kubetaskqueue_operator.kube import DELETION_COST, KubeApi, KubeError, ObjectRef, Pod
 from kubetaskqueue_operator.metrics import NullMetrics, OperatorMetrics
 from kubetaskqueue_operator.policy import Observation, Recommendation, decide, deletion_costs
-from kubetaskqueue_operator.queue import QueueReader, QueueReadError, QueueSnapshot
+from kubetaskqueue_operator.queue import LossReleaser, QueueReader, QueueReadError, QueueSnapshot
+from kubetaskqueue_operator.recovery import PodView, busy_by_pod, find_losses, view
 from kubetaskqueue_operator.spec import DEFAULT_POLL_S, GROUP, KIND, VERSION, SpecError, parse_spec
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class Deps:
 
     kube: KubeApi
     read_queue: QueueReader
+    release_lost: LossReleaser
     clock: Callable[[], float] = time.monotonic  # for the stabilization window
     wall: Callable[[], dt.datetime] = _utcnow  # for timestamps in status
     metrics: OperatorMetrics = field(default_factory=NullMetrics)
@@ -54,6 +56,8 @@ class PoolMemory:
     conditions: list[dict[str, Any]] | None = None
     last_status: dict[str, Any] | None = None
     last_scale_time: str | None = None
+    pods: dict[str, PodView] | None = None  # the target's pods last round (None: first round)
+    owners: Mapping[str, int] = field(default_factory=dict)  # lease owners last round
 
 
 def _stamp(when: dt.datetime) -> str:
@@ -121,10 +125,12 @@ def reconcile(deps: Deps, pool: ObjectRef, body: Mapping[str, Any], mem: PoolMem
 
     try:
         scale = deps.kube.get_scale(ns, spec.target)
-        pods = [p for p in deps.kube.list_pods(ns, scale.selector) if not p.terminating]
+        listed = deps.kube.list_pods(ns, scale.selector)
     except KubeError as exc:
         r.fail("TargetUnavailable", str(exc))
-    busy = {p.name: snap.busy_by_pod[p.name] for p in pods if snap.busy_by_pod.get(p.name, 0) > 0}
+    _release_lost_workers(deps, r, url, spec.key_prefix, snap, listed)
+    pods = [p for p in listed if not p.terminating]
+    busy = busy_by_pod(snap.owners, [p.name for p in pods])
     obs = Observation(
         input=snap.input,
         scheduled=snap.scheduled,
@@ -157,6 +163,37 @@ def reconcile(deps: Deps, pool: ObjectRef, body: Mapping[str, Any], mem: PoolMem
     except KubeError as exc:
         raise RetryLater(str(exc), spec.poll_s) from exc
     return spec.poll_s
+
+
+def _release_lost_workers(
+    deps: Deps, r: _Round, url: str, prefix: str, snap: QueueSnapshot, listed: Sequence[Pod]
+) -> None:
+    """Pods whose worker died since the last round: release their leases now, not after
+    the lease TTL (a failed release is only logged: the leases still expire)."""
+    mem = r.mem
+    if mem.pods is not None:
+        for loss in find_losses(mem.pods, listed, snap.owners, mem.owners):
+            try:
+                lost, dead = deps.release_lost(
+                    url, prefix, snap.topics, list(loss.managers), loss.reason
+                )
+            except QueueReadError as exc:
+                log.warning("WorkerPool %s: %s; its leases will expire instead: %s",
+                            r.pool.name, loss.reason, exc)
+                continue
+            if lost or dead:
+                _report_loss(deps, r, f"{loss.reason}: released its {lost + dead} task(s) at "
+                             f"once ({lost} requeued, {dead} poison to dead)")
+    mem.pods = view(listed)
+    mem.owners = dict(snap.owners)
+
+
+def _report_loss(deps: Deps, r: _Round, message: str) -> None:
+    log.warning("WorkerPool %s/%s: %s", r.pool.namespace, r.pool.name, message)
+    try:
+        deps.kube.post_event(r.pool, "Warning", "WorkerLost", message)
+    except KubeError as exc:  # best effort, as for scale Events
+        log.warning("WorkerPool %s: could not post Event: %s", r.pool.name, exc)
 
 
 def _protect_busy_pods(

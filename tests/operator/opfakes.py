@@ -23,11 +23,21 @@ class FakeQueue:
     error: str | None = None
     calls: list[tuple[str, str, tuple[str, ...] | None]] = field(default_factory=list)
 
+    released: list[tuple[tuple[str, ...], list[str], str]] = field(default_factory=list)
+
     def __call__(self, url: str, prefix: str, topics: tuple[str, ...] | None) -> QueueSnapshot:
         self.calls.append((url, prefix, topics))
         if self.error:
             raise QueueReadError(self.error)
         return self.snapshot
+
+    def release_lost(self, url: str, prefix: str, topics: tuple[str, ...], managers: list[str],
+                     reason: str) -> tuple[int, int]:
+        """Releases what the snapshot says these managers hold (all requeued)."""
+        if self.error:
+            raise QueueReadError(self.error)
+        self.released.append((topics, managers, reason))
+        return sum(self.snapshot.owners.get(m, 0) for m in managers), 0
 
 
 @dataclass
@@ -93,5 +103,6 @@ def make_world() -> World:
     kube.secrets[(NS, "redis")] = {"url": REDIS_URL}
     kube.targets[(NS, "Deployment", "workers")] = FakeTarget(replicas=1, selector="app=workers")
     queue, clock, metrics = FakeQueue(), Clock(), RecordingMetrics()
-    deps = Deps(kube=kube, read_queue=queue, clock=clock, wall=clock.wall, metrics=metrics)
+    deps = Deps(kube=kube, read_queue=queue, release_lost=queue.release_lost, clock=clock,
+                wall=clock.wall, metrics=metrics)
     return World(kube, queue, clock, metrics, deps, PoolMemory(), pool_body())

@@ -32,9 +32,11 @@ def url() -> str:
     store = store_mod.RedisStore(store_mod.connect(url))
     store.enqueue("email", [new_task() for _ in range(25)])
     store.enqueue("sms", [new_task() for _ in range(4)])
-    _, claimed = store.claim("email", 3, 60.0, "m1")
+    _, claimed = store.claim("email", 3, 60.0, "w-a-0000000a")
     assert len(claimed) == 3
-    store.heartbeat_manager("m1", {"pod": "w-a", "slots": 4, "busy": 3, "topics": "email"}, 30)
+    # A heartbeat older than the leases: it still says nothing is busy.
+    store.heartbeat_manager("w-a-0000000a", {"pod": "w-a", "slots": 4, "busy": 0,
+                                              "topics": "email"}, 30)
     store.enqueue("email", [new_task(delay_s=0.01), new_task(delay_s=3600)])
     time.sleep(0.05)  # the first scheduled task is now due but not yet promoted
     return url
@@ -44,7 +46,8 @@ def test_reader_sums_the_pools_topics(url: str) -> None:
     snap = RedisQueueReader()(url, "kubetaskqueue", ("email",))
     assert (snap.input, snap.work, snap.scheduled, snap.scheduled_due) == (22, 3, 2, 1)
     assert snap.backlog == 26
-    assert dict(snap.busy_by_pod) == {"w-a": 3}
+    assert dict(snap.owners) == {"w-a-0000000a": 3}  # from the leases, not the heartbeat
+    assert snap.topics == ("email",)
     assert snap.managers == 1
     every = RedisQueueReader()(url, "kubetaskqueue", None)
     assert every.input == 26  # sms counts when no topics are named

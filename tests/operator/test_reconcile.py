@@ -71,7 +71,8 @@ def test_scale_down_marks_busy_pods_first_and_keeps_them(world: World) -> None:
     world.add_pods("w-a", "w-b", "w-c", "w-d", "w-e")
     world.kube.pods[(NS, "w-e")].annotations[DELETION_COST] = "0"  # already right: not patched
     # Two tasks in flight, on pods w-b (2 slots busy) and w-d (1); 'gone' is not our pod.
-    world.queue.snapshot = QueueSnapshot(work=3, busy_by_pod={"w-b": 2, "w-d": 1, "gone": 4})
+    world.queue.snapshot = QueueSnapshot(
+        work=3, owners={"w-b-0000000a": 2, "w-d-0000000b": 1, "gone-0000000c": 4})
     run(world)
     assert world.replicas == 5  # held: the window starts with the current size
     world.clock.t += 301
@@ -174,7 +175,47 @@ def test_terminating_pods_are_not_counted_busy(world: World) -> None:
     world.add_pods("w-a")
     real_list = world.kube.list_pods
     world.kube.list_pods = lambda ns, sel: [Pod("w-a", {}, terminating=True)]  # type: ignore[method-assign]
-    world.queue.snapshot = QueueSnapshot(work=1, busy_by_pod={"w-a": 1})
+    world.queue.snapshot = QueueSnapshot(work=1, owners={"w-a-0000000a": 1})
     run(world)
     assert world.status["busyPods"] == 0
     world.kube.list_pods = real_list  # type: ignore[method-assign]
+
+
+def test_a_deleted_pods_leases_are_released_at_once_with_the_reason(world: World) -> None:
+    world.add_pods("w-a", "w-b")
+    world.queue.snapshot = QueueSnapshot(work=3, owners={"w-a-0000000a": 2, "w-b-0000000b": 1})
+    run(world)
+    assert world.queue.released == []  # first round: nothing to compare with
+    del world.kube.pods[(NS, "w-a")]  # kubectl delete pod --grace-period=0
+    world.queue.snapshot = QueueSnapshot(work=3, topics=("email",),
+                                         owners={"w-a-0000000a": 2, "w-b-0000000b": 1})
+    run(world)
+    assert world.queue.released == [(("email",), ["w-a-0000000a"], "pod w-a was deleted")]
+    _, type_, reason, message = world.kube.events[-1]
+    assert (type_, reason) == ("Warning", "WorkerLost")
+    assert message.startswith("pod w-a was deleted: released its 2 task(s) at once")
+    run(world)  # reported once
+    assert len(world.queue.released) == 1
+
+
+def test_an_oom_killed_worker_frees_the_old_managers_leases_only(world: World) -> None:
+    world.add_pods("w-a")
+    world.queue.snapshot = QueueSnapshot(work=2, owners={"w-a-0000000a": 2})
+    run(world)
+    pod = world.kube.pods[(NS, "w-a")]
+    pod.restarts, pod.last_termination = 1, "OOMKilled (exit 137)"
+    world.queue.snapshot = QueueSnapshot(work=3, owners={"w-a-0000000a": 2, "w-a-0000000f": 1})
+    run(world)
+    assert world.queue.released == [((), ["w-a-0000000a"], "pod w-a OOMKilled (exit 137)")]
+
+
+def test_busy_pods_come_from_the_leases_not_the_heartbeat(world: World) -> None:
+    world.kube.targets[(NS, "Deployment", "workers")].replicas = 3
+    world.add_pods("w-a", "w-b", "w-c")
+    world.queue.snapshot = QueueSnapshot(work=2, owners={"w-c-0000000c": 2})
+    world.clock.t += 301
+    run(world)
+    world.clock.t += 301
+    run(world)
+    assert world.status["busyPods"] == 1
+    assert world.kube.pods[(NS, "w-c")].annotations[DELETION_COST] == "2"
