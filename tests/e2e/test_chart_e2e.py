@@ -42,7 +42,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubetaskqueue import Manager
 from kubetaskqueue.keys import TopicKeys
-from kubetaskqueue.queue_state import read_busy_by_pod
+from kubetaskqueue.queue_state import read_lease_owners
 from prometheus_proc import Prometheus
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -227,6 +227,13 @@ def _pod_of(manager_id: str) -> str:
     return manager_id.rsplit("-", 1)[0]
 
 
+def _busy_by_pod(producer: Manager) -> dict[str, int]:
+    busy: dict[str, int] = collections.Counter()
+    for manager_id, count in read_lease_owners(producer.store.client, PREFIX, [TOPIC]).items():
+        busy[_pod_of(manager_id)] += count
+    return dict(busy)
+
+
 def test_helm_test_passes(kube: Kube, release: Manager, prometheus: Prometheus) -> None:
     assert kube.ready_pods("worker")
     _record("helm_test_s", _run(_helm(), "test", RELEASE, "-n", kube.ns, "--timeout", "2m",
@@ -272,9 +279,8 @@ def test_backlog_scales_up_new_pods_claim_and_every_task_completes_once(
 def test_scale_in_keeps_the_busy_pods(kube: Kube, release: Manager) -> None:
     # Three long tasks outlast the stabilization window, so scale-in happens while they run.
     long_ids = release.enqueue_many(TOPIC, [{"sleep_s": WINDOW_S + 25}] * 3)
-    client = release.store.client
-    busy = wait_until(lambda: (b := read_busy_by_pod(client, PREFIX, [TOPIC]))
-                      and sum(b.values()) == 3 and b, 30, 0.2, what="the long tasks to start")
+    busy = wait_until(lambda: (b := _busy_by_pod(release)) and sum(b.values()) == 3 and b,
+                      30, 0.2, what="the long tasks to start")
     start = time.monotonic()
     floor = max(MIN_REPLICAS, len(busy))
     wait_until(lambda: kube.replicas("worker") <= floor, WINDOW_S + 6 * POLL_S + 20, 0.5,
@@ -310,8 +316,8 @@ def test_a_force_deleted_busy_pod_has_its_tasks_run_again_within_one_poll(
         kube: Kube, release: Manager) -> None:
     client = release.store.client
     ids = release.enqueue_many(TOPIC, [{"sleep_s": 20}] * 4, num_retries=0)
-    busy = wait_until(lambda: (b := read_busy_by_pod(client, PREFIX, [TOPIC]))
-                      and sum(b.values()) == 4 and b, 60, 0.2, what="the tasks to start")
+    busy = wait_until(lambda: (b := _busy_by_pod(release)) and sum(b.values()) == 4 and b,
+                      60, 0.2, what="the tasks to start")
     victim = max(busy, key=lambda pod: busy[pod])
     held = [i for i in ids if _pod_of(client.hget(TopicKeys(PREFIX, TOPIC).task(i), "owner")
                                       or "") == victim]
