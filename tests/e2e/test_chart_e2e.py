@@ -193,7 +193,8 @@ def release(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ma
                 "--wait", "--timeout", "5m", timeout_s=330)
     _record("install_to_ready_s", took)
     password = kube.secret_value(f"{RELEASE}-kubetaskqueue-redis", "redis-password")
-    url = f"redis://:{password}@{kube.service_ip('redis')}:6379/0"
+    # The bundled Redis' Service is headless (a StatefulSet's): talk to its pod.
+    url = f"redis://:{password}@{kube.ready_pods('redis')[0].status.pod_ip}:6379/0"
     producer = Manager(url, namespace=PREFIX)
     try:
         yield producer
