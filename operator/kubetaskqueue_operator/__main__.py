@@ -10,13 +10,20 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
 import uuid
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kubetaskqueue_operator.leader import LeaderElector
 
 EXIT_OK = 0
 EXIT_RUNTIME = 1  # also: lost the Lease; the pod restarts and campaigns again
@@ -94,44 +101,79 @@ def main(argv: Sequence[str] | None = None) -> int:
     kopf.configure(
         verbose=args.verbose, log_format=kopf.LogFormat.JSON if json_logs else kopf.LogFormat.FULL
     )
+    if not args.verbose:  # lightkube's HTTP client logs every request at INFO
+        logging.getLogger("httpx2").setLevel(logging.WARNING)
     try:
         load_kube_config()
     except Exception as exc:
         print(f"kubetaskqueue-operator: no Kubernetes credentials: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
 
-    stop, lost = threading.Event(), threading.Event()
+    done, lost = threading.Event(), threading.Event()
     elector = None
     if not args.no_leader_election:
         identity = f"{os.environ.get('POD_NAME') or socket.gethostname()}_{uuid.uuid4().hex[:8]}"
         elector = LeaderElector(ClientLeaseApi(lease_ns, args.lease_name), identity)
-        if not elector.acquire(stop):
+        # SIGTERM while a standby waits for the Lease: stop waiting and exit 0. (Once kopf
+        # runs, its own SIGTERM handler replaces this one.)
+        signal.signal(signal.SIGTERM, lambda *_: done.set())
+        if not elector.acquire(done):
             return EXIT_OK
-
-        def hold() -> None:
-            elector.hold(lost, stop)
-            stop.set()  # lost the Lease: stop kopf before another operator takes over
-
-        threading.Thread(target=hold, name="lease", daemon=True).start()
 
     if args.metrics_port:
         os.environ["KUBETASKQUEUE_OPERATOR_METRICS_PORT"] = str(args.metrics_port)
-    deps = handlers.default_deps()
-    kopf.run(
-        standalone=True,
-        clusterwide=args.all_namespaces,
-        namespaces=[] if args.all_namespaces else namespaces,
-        memo=kopf.Memo(deps=deps),
-        stop_flag=stop,
-        liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz",
-    )
-    stop.set()
-    if elector is not None and not lost.is_set():
-        elector.release()
+    kopf_args = {
+        "standalone": True,
+        "clusterwide": args.all_namespaces,
+        "namespaces": [] if args.all_namespaces else namespaces,
+        "memo": kopf.Memo(deps=handlers.default_deps()),
+        "liveness_endpoint": f"http://0.0.0.0:{args.health_port}/healthz",
+    }
+    with contextlib.suppress(asyncio.CancelledError):  # cancelled: the Lease was lost
+        asyncio.run(_operate(kopf_args, elector, lost, done))
     if lost.is_set():
         log.error("lost the leader Lease; exiting so the pod restarts and campaigns again")
         return EXIT_RUNTIME
+    if elector is not None:
+        elector.release()  # the next operator leads within one retry, not after expiry
     return EXIT_OK
+
+
+async def _operate(
+    kopf_args: dict[str, Any],
+    elector: LeaderElector | None,
+    lost: threading.Event,
+    done: threading.Event,
+) -> None:
+    """Run kopf until SIGTERM/SIGINT (kopf's own handlers) or until the Lease is lost.
+
+    No ``stop_flag`` for kopf: kopf waits for a threading.Event flag with
+    ``run_in_executor(None, flag.wait)``, a thread that only returns once the flag is
+    set, and ``asyncio.run`` joins the default executor's threads before it returns. On
+    SIGTERM nothing set the flag (main() could only do so after ``kopf.run`` returned),
+    so the operator hung until SIGKILL while its lease thread kept renewing the Lease.
+    Losing the Lease now cancels the kopf task instead, which kopf handles like a stop.
+    """
+    import kopf
+
+    holder = None
+    if elector is not None:
+        loop, operator = asyncio.get_running_loop(), asyncio.current_task()
+        assert operator is not None
+
+        def hold() -> None:
+            elector.hold(lost, done)
+            if lost.is_set():  # stop kopf before another operator may take over
+                loop.call_soon_threadsafe(operator.cancel)
+
+        holder = threading.Thread(target=hold, name="lease", daemon=True)
+        holder.start()
+    try:
+        await kopf.operator(**kopf_args)
+    finally:
+        done.set()
+        if holder is not None:
+            holder.join()  # a renewal in flight ends before main() releases the Lease
 
 
 if __name__ == "__main__":

@@ -7,9 +7,13 @@ the daemon's ``body`` is kopf's live view, so spec edits apply on the next round
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 import os
-from typing import Any
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import kopf
 
@@ -18,6 +22,7 @@ from kubetaskqueue_operator.spec import GROUP, PLURAL, VERSION
 
 FINALIZER = "kubetaskqueue.io/operator"
 METRICS_PORT_ENV = "KUBETASKQUEUE_OPERATOR_METRICS_PORT"
+T = TypeVar("T")
 
 
 def default_deps() -> Deps:
@@ -27,9 +32,11 @@ def default_deps() -> Deps:
     from kubetaskqueue_operator.queue import RedisQueueReader
 
     port = os.environ.get(METRICS_PORT_ENV)
+    reader = RedisQueueReader()
     return Deps(
         kube=ClientKube(),
-        read_queue=RedisQueueReader(),
+        read_queue=reader,
+        release_lost=reader.release_lost,
         metrics=make_metrics(int(port) if port else None),
     )
 
@@ -49,15 +56,58 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         memo["deps"] = default_deps()
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, id="autoscale", cancellation_timeout=10.0)
-def autoscale(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Reconcile one WorkerPool every pollSeconds until it is deleted or the operator stops."""
+# Seconds a round in flight may take to finish once the operator (or the pool) stops,
+# before kopf cancels the daemon and the round's thread is left behind.
+ROUND_GRACE_S = 5.0
+
+
+async def in_daemon_thread(fn: Callable[[], T], name: str) -> T:
+    """Run blocking ``fn`` in a daemon thread and await it.
+
+    Not asyncio.to_thread: executor threads are joined when the loop closes and at
+    interpreter exit, so one Redis or API call that hangs would keep the operator from
+    exiting. A cancelled caller leaves a daemon thread behind, and the process exits.
+    """
+    done: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+    def run() -> None:
+        if not done.set_running_or_notify_cancel():
+            return
+        try:
+            done.set_result(fn())
+        except BaseException as exc:
+            done.set_exception(exc)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return await asyncio.wrap_future(done)
+
+
+@kopf.daemon(
+    GROUP,
+    VERSION,
+    PLURAL,
+    id="autoscale",
+    cancellation_backoff=ROUND_GRACE_S,
+    cancellation_timeout=1.0,
+)
+async def autoscale(
+    stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any
+) -> None:
+    """Reconcile one WorkerPool every pollSeconds until it is deleted or the operator stops.
+
+    Async, with the blocking round in a daemon thread: the loop wakes the moment kopf
+    sets ``stopped``, a round in flight gets ROUND_GRACE_S to finish, and a hung one is
+    cancelled without holding up the exit.
+    """
     deps: Deps = memo["deps"]
     mem: PoolMemory = memo.setdefault("pool", PoolMemory())  # per-object memo
+    pool = pool_ref(body)
     while not stopped:
         try:
-            wait_s = reconcile(deps, pool_ref(body), body, mem)
+            wait_s = await in_daemon_thread(
+                lambda: reconcile(deps, pool, body, mem), f"autoscale-{pool.name}"
+            )
         except RetryLater as exc:
             # kopf restarts the daemon after the delay; the condition is already set.
             raise kopf.TemporaryError(str(exc), delay=exc.delay_s) from exc
-        stopped.wait(wait_s)
+        await stopped.wait(wait_s)

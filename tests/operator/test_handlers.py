@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 
 import kopf
 import pytest
@@ -14,22 +16,28 @@ from opfakes import World
 class Stopper:
     """Stands in for kopf.DaemonStopped: stops after ``rounds`` waits."""
 
-    def __init__(self, rounds: int) -> None:
-        self.rounds, self.waits = rounds, []
+    def __init__(self, rounds: int, on_wait: Callable[[int], None] = lambda n: None) -> None:
+        self.rounds, self.waits, self.on_wait = rounds, [], on_wait
 
     def __bool__(self) -> bool:
         return len(self.waits) >= self.rounds
 
-    def wait(self, timeout: float) -> Stopper:
+    async def wait(self, timeout: float) -> Stopper:
         self.waits.append(timeout)
+        self.on_wait(len(self.waits))
         return self
+
+
+def run_daemon(world: World, stopped: Stopper, memo: kopf.Memo | None = None) -> kopf.Memo:
+    memo = memo if memo is not None else kopf.Memo(deps=world.deps)
+    asyncio.run(handlers.autoscale(stopped=stopped, body=world.body, memo=memo))
+    return memo
 
 
 def test_daemon_runs_a_round_per_poll_until_stopped(world: World) -> None:
     world.queue.snapshot = QueueSnapshot(input=40)
     stopped = Stopper(rounds=3)
-    memo = kopf.Memo(deps=world.deps)
-    handlers.autoscale(stopped=stopped, body=world.body, memo=memo)
+    memo = run_daemon(world, stopped)
     assert stopped.waits == [15.0, 15.0, 15.0]
     assert len(world.queue.calls) == 3
     assert world.replicas == 4
@@ -39,7 +47,7 @@ def test_daemon_runs_a_round_per_poll_until_stopped(world: World) -> None:
 def test_daemon_turns_failures_into_temporary_error(world: World) -> None:
     world.queue.error = "Redis at redis://redis:6379: Connection refused"
     with pytest.raises(kopf.TemporaryError) as err:
-        handlers.autoscale(stopped=Stopper(5), body=world.body, memo=kopf.Memo(deps=world.deps))
+        run_daemon(world, Stopper(5))
     assert err.value.delay == 15.0
     assert "Connection refused" in str(err.value)
     assert world.condition("RedisReachable")["status"] == "False"
