@@ -108,6 +108,7 @@ class QueueStateCollector(Collector):
             "kubetaskqueue_queue_events",
             "Cluster-wide task events per topic, kept in Redis (the seed's counters): "
             "enqueued, started (attempts), retried, failed (moved to dead), completed, "
+            "lost (worker losses: the task ran again, retry not spent), "
             "fenced (late results refused).", labels=["topic", "event"])
         for topic, t in sorted(state.topics.items()):
             for name in QUEUE_STATES:
