@@ -17,12 +17,15 @@ from typing import Any, TypeVar
 
 import kopf
 
+from kubetaskqueue_operator.queue import QueueReadError
 from kubetaskqueue_operator.reconcile import Deps, PoolMemory, RetryLater, pool_ref, reconcile
 from kubetaskqueue_operator.spec import GROUP, PLURAL, VERSION
 
 FINALIZER = "kubetaskqueue.io/operator"
 METRICS_PORT_ENV = "KUBETASKQUEUE_OPERATOR_METRICS_PORT"
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 def default_deps() -> Deps:
@@ -102,12 +105,26 @@ async def autoscale(
     deps: Deps = memo["deps"]
     mem: PoolMemory = memo.setdefault("pool", PoolMemory())  # per-object memo
     pool = pool_ref(body)
+    redis_down = False
     while not stopped:
         try:
             wait_s = await in_daemon_thread(
                 lambda: reconcile(deps, pool, body, mem), f"autoscale-{pool.name}"
             )
         except RetryLater as exc:
-            # kopf restarts the daemon after the delay; the condition is already set.
-            raise kopf.TemporaryError(str(exc), delay=exc.delay_s) from exc
+            redis_error = exc.__context__  # what reconcile turned into RetryLater
+            if not isinstance(redis_error, QueueReadError):
+                # kopf restarts the daemon after the delay; the condition is already set.
+                raise kopf.TemporaryError(str(exc), delay=exc.delay_s) from exc
+            # Redis is not reachable (not up yet at install, or gone): say so once per
+            # outage, RedisReachable=False says why, and poll on (no kopf error per round).
+            if not redis_down:
+                log.warning(
+                    "WorkerPool %s/%s: waiting for %s", pool.namespace, pool.name, redis_error
+                )
+            redis_down, wait_s = True, exc.delay_s
+        else:
+            if redis_down:
+                log.info("WorkerPool %s/%s: Redis is reachable again", pool.namespace, pool.name)
+            redis_down = False
         await stopped.wait(wait_s)

@@ -1,4 +1,5 @@
-"""The kopf glue: the daemon loop, TemporaryError on failure, and operator settings."""
+"""The kopf glue: the daemon loop, waiting for Redis, TemporaryError on other failures, and
+operator settings."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import kopf
 import pytest
 from kubetaskqueue_operator import handlers
 from kubetaskqueue_operator.queue import QueueSnapshot
-from opfakes import World
+from opfakes import NS, World
 
 
 class Stopper:
@@ -45,12 +46,46 @@ def test_daemon_runs_a_round_per_poll_until_stopped(world: World) -> None:
 
 
 def test_daemon_turns_failures_into_temporary_error(world: World) -> None:
-    world.queue.error = "Redis at redis://redis:6379: Connection refused"
+    del world.kube.secrets[(NS, "redis")]
     with pytest.raises(kopf.TemporaryError) as err:
         run_daemon(world, Stopper(5))
     assert err.value.delay == 15.0
-    assert "Connection refused" in str(err.value)
-    assert world.condition("RedisReachable")["status"] == "False"
+    assert "read Secret jobs/redis: 404" in str(err.value)
+    assert world.condition("Ready")["reason"] == "RedisSecretUnavailable"
+
+
+def test_daemon_waits_for_redis_and_says_so_once_per_outage(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis not up yet (helm install) is no daemon failure: one line, then polling on."""
+    world.queue.error = "Redis at redis://redis:6379/0: Error -3 connecting to redis:6379."
+
+    def redis_comes_up(waits: int) -> None:
+        if waits == 3:
+            world.queue.error = None
+
+    stopped = Stopper(rounds=4, on_wait=redis_comes_up)
+    with caplog.at_level(logging.INFO, logger=handlers.__name__):
+        run_daemon(world, stopped)
+    assert len(world.queue.calls) == 4  # no TemporaryError: the same daemon kept polling
+    assert stopped.waits == [15.0] * 4
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        (
+            "WARNING",
+            "WorkerPool jobs/pool: waiting for Redis at redis://redis:6379/0: "
+            "Error -3 connecting to redis:6379.",
+        ),
+        ("INFO", "WorkerPool jobs/pool: Redis is reachable again"),
+    ]
+    assert world.condition("RedisReachable")["status"] == "True"
+
+
+def test_while_redis_is_down_the_condition_says_why(world: World) -> None:
+    world.queue.error = "Redis at redis://redis:6379/0: Connection refused"
+    run_daemon(world, Stopper(2))
+    redis = world.condition("RedisReachable")
+    assert (redis["status"], redis["reason"]) == ("False", "RedisUnreachable")
+    assert "Connection refused" in redis["message"]
 
 
 def test_startup_settings_keep_rbac_namespaced_and_events_quiet(world: World) -> None:
