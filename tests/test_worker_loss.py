@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from helpers import LEASE_TTL_S, Workers, wait_until
 from kubetaskqueue import Manager
@@ -28,14 +26,30 @@ def field(store: RedisStore, task_id: str, name: str, topic: str = TOPIC) -> str
     return None if value is None else str(value)
 
 
+def reap_expired(store: RedisStore, max_losses: int) -> tuple[int, int]:
+    """Reap once the short lease has expired on the Redis clock (no fixed sleep)."""
+    found = wait_until(lambda: {store.reap(TOPIC, max_losses)} - {(0, 0)},
+                       what="an expired lease reaped")
+    return found.pop()
+
+
+def counters(store: RedisStore) -> dict[str, int]:
+    return read_queue_state(store.client, NS, [TOPIC]).topics[TOPIC].counters
+
+
 def test_an_expired_lease_requeues_without_spending_a_retry(store: RedisStore) -> None:
     store.enqueue(TOPIC, [new("a", retries=0)])
     store.claim(TOPIC, 1, 0.01, "w-1-aaaaaaaa")
-    time.sleep(0.03)
-    assert store.reap(TOPIC, 3) == (1, 0)
+    assert reap_expired(store, 3) == (1, 0)
     assert store.client.lrange(store.keys(TOPIC).input, 0, -1) == ["a"]
     assert (field(store, "a", "attempts"), field(store, "a", "losses")) == ("0", "1")
     assert field(store, "a", "owner") == ""
+    c = counters(store)
+    assert (c.get("lost"), c.get("retried", 0), c.get("failed", 0)) == (1, 0, 0)
+    [(_, lease_expired)] = [(i, f) for i, f in store.client.xrange(store.keys(TOPIC).events)
+                            if f["type"] == "TASK_LEASE_EXPIRED"]
+    assert lease_expired["detail"] == field(store, "a", "last_error")
+    assert lease_expired["detail"].startswith("lease expired: manager w-1-aaaaaaaa stopped")
     # It still has its one attempt: a real failure now ends it, as num_retries=0 says.
     _, [row] = store.claim(TOPIC, 1, 30, "w-2-bbbbbbbb")
     assert row.attempts == 1
@@ -45,10 +59,24 @@ def test_an_expired_lease_requeues_without_spending_a_retry(store: RedisStore) -
 def test_max_worker_losses_zero_makes_the_first_loss_fatal(store: RedisStore) -> None:
     store.enqueue(TOPIC, [new("a", retries=5)])
     store.claim(TOPIC, 1, 0.01, "w-1-aaaaaaaa")
-    time.sleep(0.03)
-    assert store.reap(TOPIC, 0) == (0, 1)
+    assert reap_expired(store, 0) == (0, 1)
     error = field(store, "a", "last_error") or ""
     assert error.startswith("poison: lost its worker 1 times (max_worker_losses 0); last: lease")
+    assert store.client.lrange(store.keys(TOPIC).dead, 0, -1) == ["a"]
+    assert (counters(store)["lost"], counters(store)["failed"]) == (1, 1)
+    kinds = [f["type"] for _, f in store.client.xrange(store.keys(TOPIC).events)]
+    assert kinds[-2:] == ["TASK_LEASE_EXPIRED", "TASK_DEAD"]
+
+
+def test_the_loss_after_max_worker_losses_is_poison(store: RedisStore) -> None:
+    store.enqueue(TOPIC, [new("a", retries=0)])
+    for expected in [(1, 0)] * 3 + [(0, 1)]:
+        _, [row] = store.claim(TOPIC, 1, 0.01, "w-1-aaaaaaaa")
+        assert row.attempts == 1  # every run is still the first attempt
+        assert reap_expired(store, 3) == expected
+    error = field(store, "a", "last_error") or ""
+    assert error.startswith("poison: lost its worker 4 times (max_worker_losses 3); last: lease "
+                            "expired: manager w-1-aaaaaaaa stopped renewing it")
 
 
 def test_failures_still_spend_retries(store: RedisStore) -> None:
@@ -82,8 +110,10 @@ def test_releasing_a_lost_manager_frees_only_its_leases_and_fences_it(store: Red
     state = read_queue_state(store.client, NS, [TOPIC]).topics[TOPIC]
     assert (state.work, state.counters["lost"]) == (1, 2)
     # The "dead" worker was alive after all: its late ack is refused, the task runs again.
+    assert store.extend(TOPIC, [(a.id, a.token)], 30) == [a.id]
     assert store.ack(TOPIC, a.id, a.token) is False
     assert store.fail(TOPIC, b.id, b.token, "late", 0) == "fenced"
+    assert counters(store)["fenced"] == 2
     _, again = store.claim(TOPIC, 2, 30, "w-2-cccccccc")
     assert {t.id for t in again} == {"a", "b"}
     assert all(t.attempts == 1 for t in again)
