@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from kubetaskqueue_operator.leader import LeaderElector, LeaseConflict, MemoryLeaseApi
+from kubetaskqueue_operator.leader import LeaderElector, LeaseConflict, LeaseRecord, MemoryLeaseApi
 
 
 class Clock:
@@ -79,3 +79,19 @@ def test_release_lets_the_next_candidate_in_at_once() -> None:
     assert not b.try_acquire_or_renew()
     a.release()
     assert b.try_acquire_or_renew()
+
+
+def test_a_lease_with_an_empty_spec_is_taken_at_once() -> None:
+    """The Helm chart owns the Lease object: it exists before any operator, with no holder,
+    renew time or duration."""
+    lease, clock = MemoryLeaseApi(), Clock()
+    lease.record = LeaseRecord(holder=None, renewed_at=None, duration_s=0, transitions=0)
+    a = LeaderElector(lease, "a", clock=clock)
+    assert a.acquire(threading.Event())
+    assert lease.record is not None
+    assert (lease.record.holder, lease.record.renewed_at, lease.record.duration_s) == (
+        "a",
+        clock.t,
+        15,
+    )
+    assert not LeaderElector(lease, "b", clock=clock).try_acquire_or_renew()
