@@ -6,7 +6,7 @@ Terminating forever on its finalizer. The operator, still running, stops each po
 daemon and removes the finalizer. Pools still present after TIMEOUT_S (no operator
 running, e.g. it crashed) get the finalizer removed here, so uninstall never hangs.
 
-Runs in the kubetaskqueue image (``python -c``, the kubernetes client is installed).
+Runs in the kubetaskqueue image (``python -c``; lightkube comes with the operator).
 Environment: POD_NAMESPACE, POOL_SELECTOR (label selector), TIMEOUT_S.
 """
 
@@ -31,7 +31,8 @@ def _names(api: Any, namespace: str, selector: str) -> list[str]:
 
 
 def _status(exc: Exception) -> int | None:
-    return getattr(exc, "status", None)
+    status = getattr(exc, "status", None)  # lightkube's ApiError: a Status with .code
+    return getattr(status, "code", status)
 
 
 def delete_pools(
@@ -77,13 +78,47 @@ def delete_pools(
     return forced
 
 
-def main() -> int:
-    from kubernetes import client, config
+class LightkubePools:
+    """The four WorkerPool calls ``delete_pools`` makes, on a lightkube Client."""
 
-    config.load_incluster_config()
+    def __init__(self) -> None:
+        from lightkube import Client
+        from lightkube.generic_resource import create_namespaced_resource
+
+        self.client = Client()  # in a pod: the hook's service account
+        self.pool = create_namespaced_resource(GROUP, VERSION, "WorkerPool", PLURAL)
+
+    def list_namespaced_custom_object(self, group: str, version: str, namespace: str,
+                                      plural: str, label_selector: str) -> dict[str, Any]:
+        found = self.client.list(self.pool, namespace=namespace, labels=_labels(label_selector))
+        return {"items": [{"metadata": {"name": p.metadata.name}} for p in found]}
+
+    def delete_namespaced_custom_object(self, group: str, version: str, namespace: str,
+                                        plural: str, name: str) -> None:
+        self.client.delete(self.pool, name, namespace=namespace)
+
+    def get_namespaced_custom_object(self, group: str, version: str, namespace: str,
+                                     plural: str, name: str) -> dict[str, Any]:
+        pool = self.client.get(self.pool, name, namespace=namespace)
+        return {"metadata": {"finalizers": list(pool.metadata.finalizers or [])}}
+
+    def patch_namespaced_custom_object(self, group: str, version: str, namespace: str,
+                                       plural: str, name: str, body: dict[str, Any],
+                                       _content_type: str) -> None:
+        from lightkube.types import PatchType
+
+        self.client.patch(self.pool, name, body, namespace=namespace, patch_type=PatchType.MERGE)
+
+
+def _labels(selector: str) -> dict[str, str]:
+    """``a=b,c=d`` (the chart's selector form) as lightkube's label filter."""
+    return dict(part.split("=", 1) for part in selector.split(",") if part)
+
+
+def main() -> int:
     namespace = os.environ["POD_NAMESPACE"]
     delete_pools(
-        client.CustomObjectsApi(),
+        LightkubePools(),
         namespace,
         os.environ["POOL_SELECTOR"],
         float(os.environ.get("TIMEOUT_S", "60")),
