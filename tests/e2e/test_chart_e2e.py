@@ -200,10 +200,11 @@ def release(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ma
         yield producer
     finally:
         if kube.pools():  # the uninstall step did not run: leave no finalizer behind
-            subprocess.run([helm, "uninstall", RELEASE, "-n", kube.ns, "--wait",
-                            "--timeout", "2m"], env={**os.environ,
-                                                     "KUBECONFIG": os.environ[ENV_KUBECONFIG]},
-                           capture_output=True, timeout=150)
+            done = subprocess.run([helm, "uninstall", RELEASE, "-n", kube.ns, "--wait",
+                                   "--timeout", "2m"],
+                                  env={**os.environ, "KUBECONFIG": os.environ[ENV_KUBECONFIG]},
+                                  capture_output=True, text=True, timeout=150)
+            print("e2e: clean-up uninstall:", done.returncode, done.stdout, done.stderr)
 
 
 @pytest.fixture(scope="module")
@@ -354,7 +355,7 @@ def test_a_force_deleted_busy_pod_has_its_tasks_run_again_within_one_poll(
 def test_operator_rollout_hands_over_the_lease(kube: Kube, release: Manager) -> None:
     old = kube.live_pods("operator")
     assert len(old) == 1
-    lease = "kubetaskqueue-operator"
+    lease = kube.deployment("operator").metadata.name  # the chart names the Lease after it
     old_holder = kube.lease_holder(lease)
     assert old_holder and old_holder.startswith(old[0].metadata.name)
     deployment = kube.deployment("operator")
@@ -384,4 +385,4 @@ def test_uninstall_leaves_no_pool_and_no_lease(kube: Kube, release: Manager) -> 
                 timeout_s=150)
     _record("uninstall_s", took)
     assert kube.pools() == []
-    assert kube.lease_holder("kubetaskqueue-operator") is None
+    assert kube.lease_holder(f"{RELEASE}-kubetaskqueue-operator") is None
