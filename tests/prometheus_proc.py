@@ -11,7 +11,7 @@ from typing import Any
 
 from helpers import free_port
 
-RULES = Path(__file__).resolve().parent.parent / "charts" / "kubetaskqueue" / "files" / "alerts.yaml"
+RULES = Path(__file__).resolve().parent.parent / "charts/kubetaskqueue/files/alerts.yaml"
 
 
 class Prometheus:
