@@ -95,8 +95,12 @@ def test_poison_task_that_kills_its_worker_ends_dead(redis_url: str, workers: Wo
         assert proc.returncode == -signal.SIGKILL
     workers.start(kubetaskqueue_max_worker_losses=1)  # a healthy worker reaps the second loss
     wait_until(lambda: stats(redis_url, "suicide")["dead"] == 1, timeout_s=15)
-    error = client(redis_url).hget(producer.store.keys("suicide").task(task_id), "last_error")
-    assert error is not None and error.startswith("poison:") and "lease expired" in error
+    fields = client(redis_url).hgetall(producer.store.keys("suicide").task(task_id))
+    assert fields["last_error"].startswith(
+        "poison: lost its worker 2 times (max_worker_losses 1); last: lease expired: manager "
+    ), fields["last_error"]
+    # The first loss gave its attempt back; the fatal one stays counted.
+    assert (fields["losses"], fields["attempts"]) == ("2", "1")
     assert len(starts(redis_url, task_id)) == 2  # max_worker_losses + 1 runs, no endless loop
 
 

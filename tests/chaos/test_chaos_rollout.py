@@ -66,5 +66,7 @@ def test_sigterm_releases_and_another_worker_restarts(
         assert task_field(r, "work", task_id, "attempts") == "1"
     assert ROLLOUT_GRACE_S <= exit_s < ROLLOUT_GRACE_S + 5
     state = topic_state(r, "work")
-    assert (state["retried"], state["fenced"], state.input, state.dead) == (0, 0, 0, 0)
+    # Released, not reaped: no lease expired (`lost`), nothing retried or fenced.
+    assert (state["retried"], state["lost"], state["fenced"], state.input, state.dead) == (
+        0, 0, 0, 0, 0)
     assert "lease expired" not in new.log()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import time
@@ -9,8 +10,9 @@ from typing import Any
 
 import pytest
 from kubetaskqueue import Manager
+from kubetaskqueue.keys import TopicKeys
 from ledger import Ledger
-from probe import client, leases_of, task_field, topic_state, wait_until
+from probe import NS, client, leases_of, task_field, topic_state, wait_until
 from redis_proc import RedisProc
 from workers import WorkerPool
 
@@ -25,15 +27,19 @@ def test_sigstopped_worker_acks_are_fenced(queue_redis: RedisProc, ledger: Ledge
     r = client(queue_redis.url)
     pool.env.update(KUBETASKQUEUE_LEASE_TTL_S=str(LEASE_TTL_S),
                     KUBETASKQUEUE_NUM_WORKERS=str(LEASES))
-    # Attempt 1 (the frozen worker) is short; attempt 2 (the rescuer) is still running
-    # when the frozen worker wakes up and tries to ack, so fencing must protect it.
-    payload = {"ms_by_attempt": {"1": 1000, "2": 4000}}
-    ids = Manager(queue_redis.url).enqueue_many("work", [payload] * LEASES, num_retries=3)
+    # The frozen worker's run is short; the rescuer's is still running when the frozen
+    # worker wakes up and tries to ack, so fencing must protect it. Both runs are attempt
+    # 1 (an expired lease is a worker loss, not a counted attempt), so the rescuer's
+    # length is written into the payload once the frozen worker has read its own.
+    ids = Manager(queue_redis.url).enqueue_many("work", [{"ms": 1000}] * LEASES,
+                                                num_retries=3)
     frozen = pool.start(0)
     wait_until(lambda: ledger.count("starts") == LEASES, 30, what="frozen worker holds 5 leases")
     assert len(leases_of(r, "work", frozen.pod + "-")) == LEASES
     frozen.proc.send_signal(signal.SIGSTOP)
     stopped_at = time.monotonic()
+    for task_id in ids:
+        r.hset(TopicKeys(NS, "work").task(task_id), "payload", json.dumps({"ms": 4000}))
     rescuer = pool.start(1)
     wait_until(lambda: len(leases_of(r, "work", rescuer.pod + "-")) == LEASES, 20,
                what="rescuer reclaims all 5")
@@ -52,9 +58,11 @@ def test_sigstopped_worker_acks_are_fenced(queue_redis: RedisProc, ledger: Ledge
                    fenced_in_frozen_log=pool.fenced_in_logs(frozen), duplicates=LEASES)
     print(figures)
     assert state["fenced"] == LEASES
+    # Each frozen lease expired once: a worker loss that spent no retry.
+    assert (state["lost"], state["retried"]) == (LEASES, 0)
     assert (state.input, state.scheduled, state.work, state.dead) == (0, 0, 0, 0)
     assert sorted((e.task_id, e.attempt, e.pid) for e in starts) == sorted(
-        [(i, 1, frozen.pid) for i in ids] + [(i, 2, rescuer.pid) for i in ids])
+        [(i, 1, frozen.pid) for i in ids] + [(i, 1, rescuer.pid) for i in ids])
     finished = {(e.task_id, e.pid) for e in ledger.finishes()}
     assert finished == {(i, p) for i in ids for p in (frozen.pid, rescuer.pid)}
     assert all(task_field(r, "work", i, "id") is None for i in ids)  # acked and gone
