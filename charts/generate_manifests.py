@@ -47,6 +47,7 @@ FILES = {
     "operator-role.yaml": "rbac.yaml",
     "operator-rolebinding.yaml": "rbac.yaml",
     "operator-deployment.yaml": "operator.yaml",
+    "operator-lease.yaml": "operator.yaml",
     "operator-service.yaml": "operator.yaml",
     "exporter-deployment.yaml": "exporter.yaml",
     "exporter-service.yaml": "exporter.yaml",
@@ -133,9 +134,9 @@ def generate() -> dict[Path, str]:
             _strip_helm(doc)
             grouped.setdefault(FILES[template], []).append(doc)
     # Within a file, dependencies first (a ConfigMap before the pods that mount it).
-    kind_order = ["Namespace", "ServiceAccount", "Role", "RoleBinding", "Secret", "ConfigMap",
-                  "Service", "StatefulSet", "Deployment", "Ingress", "PodDisruptionBudget",
-                  "NetworkPolicy", "WorkerPool"]
+    kind_order = ["Namespace", "ServiceAccount", "Role", "RoleBinding", "Lease", "Secret",
+                  "ConfigMap", "Service", "StatefulSet", "Deployment", "Ingress",
+                  "PodDisruptionBudget", "NetworkPolicy", "WorkerPool"]
     out: dict[Path, str] = {}
     for name, docs in grouped.items():
         docs.sort(key=lambda d: (kind_order.index(d["kind"]), d["metadata"]["name"]))
