@@ -150,3 +150,12 @@ def test_a_worker_killed_mid_task_does_not_spend_num_retries(redis_url: str) -> 
         assert producer.stats()["topics"]["sleep"]["dead"] == 0
     finally:
         workers.stop_all()
+
+
+@pytest.mark.parametrize("name", ["losses", "attempts"])
+def test_a_hand_edited_counter_does_not_strand_a_lost_task(store: RedisStore, name: str) -> None:
+    store.enqueue(TOPIC, [new("a")])
+    store.claim(TOPIC, 1, 0.01, "w-1-aaaaaaaa")
+    store.client.hset(store.keys(TOPIC).task("a"), name, "not a number")
+    wait_until(lambda: store.reap(TOPIC, 3) == (1, 0), 5, what="the lease to expire and be reaped")
+    assert store.client.lrange(store.keys(TOPIC).input, 0, -1) == ["a"]

@@ -86,6 +86,10 @@ end
 -- `kind` is the event that says how the loss was seen. The id must already be
 -- out of the work set. Returns 'lost' or 'dead'.
 local function settle_worker_loss(k, key, id, now, kind, reason, max_losses)
+  -- A hand-edited counter must not abort the script after the id left work.
+  local f = redis.call('HMGET', key, 'losses', 'attempts')
+  if not is_integer(f[1]) then redis.call('HSET', key, 'losses', 0) end
+  if not is_integer(f[2]) then redis.call('HSET', key, 'attempts', 1) end
   local losses = redis.call('HINCRBY', key, 'losses', 1)
   local attempts = tonumber(redis.call('HGET', key, 'attempts')) or 0
   emit(kind, id, attempts, now, reason)
