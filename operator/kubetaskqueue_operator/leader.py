@@ -75,11 +75,16 @@ class LeaderElector:
             retry_s,
         )
 
-    def try_acquire_or_renew(self) -> bool:
-        """One attempt; True if we hold the Lease afterwards."""
+    def try_acquire_or_renew(self, *, create: bool = True) -> bool:
+        """One attempt; True if we hold the Lease afterwards. ``create=False`` (renewals):
+        a Lease deleted under us is not made again, since `helm uninstall` deletes it
+        before the operator's Deployment and a recreated one would be left behind."""
         now = self.clock()
         try:
             old = self.api.read()
+            if old is None and not create:
+                log.warning("leader election: the Lease was deleted; not renewing it")
+                return False
             if not can_take(old, self.identity, now):
                 return False
             changed_hands = old is None or old.holder != self.identity
@@ -127,7 +132,7 @@ class LeaderElector:
         """Renew until ``stop``; set ``lost`` if renewal failed for renew_deadline_s."""
         last_ok = self.clock()
         while not stop.wait(self.retry_s):
-            if self.try_acquire_or_renew():
+            if self.try_acquire_or_renew(create=False):
                 last_ok = self.clock()
             elif self.clock() - last_ok > self.renew_deadline_s:
                 log.error("leader election: could not renew the Lease; stepping down")

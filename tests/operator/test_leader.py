@@ -95,3 +95,22 @@ def test_a_lease_with_an_empty_spec_is_taken_at_once() -> None:
         15,
     )
     assert not LeaderElector(lease, "b", clock=clock).try_acquire_or_renew()
+
+
+def test_a_lease_deleted_under_the_leader_is_not_made_again() -> None:
+    """`helm uninstall` deletes the chart's Lease before the operator's Deployment: renewing
+    must not recreate it (it would be left behind), and the leader steps down instead."""
+    lease, clock = MemoryLeaseApi(), Clock()
+    elector = LeaderElector(lease, "a", renew_deadline_s=5, retry_s=0.001, clock=clock)
+    assert elector.try_acquire_or_renew()
+    lease.record = None  # deleted
+
+    class Ticking:
+        def wait(self, _timeout: float) -> bool:
+            clock.t += 1
+            return False
+
+    lost = threading.Event()
+    elector.hold(lost, Ticking())  # type: ignore[arg-type]
+    assert lost.is_set()
+    assert lease.record is None
