@@ -6,11 +6,15 @@ import json
 import subprocess
 import sys
 import uuid
+from pathlib import Path
+from typing import Any
 
 import pytest
+import redis
 from click.testing import CliRunner
-from kubetaskqueue import Manager, Task
+from kubetaskqueue import Manager, RedisUnavailableError, Task, __version__
 from kubetaskqueue.cli import cli
+from kubetaskqueue.keys import TopicKeys
 
 
 @pytest.fixture
@@ -18,8 +22,9 @@ def url() -> str:
     return f"memory://cli-{uuid.uuid4().hex}"
 
 
-def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args))
+def run(*args: str, stdin: str | None = None,
+        env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args), input=stdin, env=env)
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -144,3 +149,121 @@ def test_enqueue_wait_reports_completion_death_and_timeout(redis_url: str) -> No
         assert code == 1 and "did not finish within 0.3s" in err
     finally:
         m.stop()
+
+
+def test_version() -> None:
+    out = subprocess.run([sys.executable, "-m", "kubetaskqueue", "--version"],
+                         capture_output=True, text=True, check=True).stdout
+    assert out == f"kubetaskqueue {__version__}\n"
+
+
+def stored(url: str, topic: str) -> list[dict[str, str]]:
+    """The hashes of TOPIC's ready tasks in queue order, then of its scheduled ones."""
+    r = redis.Redis.from_url(url, decode_responses=True)
+    keys = TopicKeys("kubetaskqueue", topic)
+    ids = r.lrange(keys.input, 0, -1) + r.zrange(keys.scheduled, 0, -1)
+    pipe = r.pipeline()
+    for task_id in ids:
+        pipe.hgetall(keys.task(task_id))
+    return list(pipe.execute())
+
+
+def test_enqueue_file_one_task_a_line_with_the_options_on_each(redis_url: str,
+                                                                tmp_path: Path) -> None:
+    path = tmp_path / "tasks.jsonl"
+    path.write_text('{"to": "a@b.c"}\n\n  \n[1, 2]\n"plain"\n')  # blank lines skipped
+    code, out, _ = run("--redis-url", redis_url, "enqueue", "email", "--file", str(path),
+                       "--retries", "2", "--delay", "60", "--timeout", "30")
+    assert (code, out) == (0, "enqueued 3 task(s)\n")
+    tasks = stored(redis_url, "email")
+    # Delayed alike, so their order in the scheduled set is the ids'.
+    assert sorted(t["payload"] for t in tasks) == ['"plain"', "[1,2]", '{"to":"a@b.c"}']
+    assert {(t["num_retries"], float(t["timeout_s"])) for t in tasks} == {("2", 30.0)}
+    stats = json.loads(run("--redis-url", redis_url, "stats", "--json")[1])["topics"]["email"]
+    assert (stats["input"], stats["scheduled"]) == (0, 3)  # --delay 60
+
+
+def test_enqueue_stdin_json_prints_the_ids_in_order(redis_url: str) -> None:
+    code, out, _ = run("--redis-url", redis_url, "enqueue", "t", "--file", "-", "--json",
+                       stdin='{"i": 0}\n{"i": 1}\n')
+    assert code == 0
+    result = json.loads(out)
+    assert result["enqueued"] == 2
+    tasks = stored(redis_url, "t")
+    assert [t["id"] for t in tasks] == result["ids"]
+    assert [json.loads(t["payload"]) for t in tasks] == [{"i": 0}, {"i": 1}]
+    # One payload in --json mode has the same shape.
+    code, out, _ = run("--redis-url", redis_url, "enqueue", "t", "3", "--json", "--id", "x")
+    assert (code, json.loads(out)) == (0, {"enqueued": 1, "ids": ["x"]})
+
+
+def test_enqueue_file_of_2500_lines_goes_in_chunks_of_1000(
+        redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sizes: list[int] = []
+    real = Manager.enqueue_many
+
+    def counting(self: Manager, topic: str, payloads: list[Any], **kw: Any) -> list[str]:
+        sizes.append(len(payloads))
+        return real(self, topic, payloads, **kw)
+
+    monkeypatch.setattr(Manager, "enqueue_many", counting)
+    path = tmp_path / "many.jsonl"
+    path.write_text("".join(json.dumps({"n": n}) + "\n" for n in range(2500)))
+    code, out, _ = run("--redis-url", redis_url, "enqueue", "bulk", "--file", str(path))
+    assert (code, out) == (0, "enqueued 2500 task(s)\n")
+    assert sizes == [1000, 1000, 500]
+    assert [json.loads(t["payload"])["n"] for t in stored(redis_url, "bulk")] == list(range(2500))
+
+
+@pytest.mark.parametrize(("bad", "says"), [
+    ('{"n": 1733', "line 1734, column 11: not valid JSON (Expecting ',' delimiter)"),
+    ("NaN", "line 1734: not a payload (NaN is not JSON)"),
+    ('"' + "x" * 2000 + '"', "line 1734: the payload is 2002 bytes, over the 1024-byte cap"),
+])
+def test_a_bad_line_enqueues_nothing_and_names_its_number(redis_url: str, tmp_path: Path,
+                                                          bad: str, says: str) -> None:
+    lines = [json.dumps({"n": n}) for n in range(2500)]
+    lines[1733] = bad  # line 1734, in the second chunk: the first must not be sent either
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    code, out, err = run("--redis-url", redis_url, "enqueue", "bulk", "--file", str(path),
+                         env={"KUBETASKQUEUE_MAX_PAYLOAD_BYTES": "1024"})
+    assert code == 2 and out == ""
+    assert f"{path} {says}; nothing was enqueued" in err
+    assert stored(redis_url, "bulk") == []
+    assert json.loads(run("--redis-url", redis_url, "stats", "--json")[1])["topics"] == {}
+
+
+def test_a_failed_chunk_says_which_lines_went_in(redis_url: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    real, calls = Manager.enqueue_many, []
+
+    def second_fails(self: Manager, topic: str, payloads: list[Any], **kw: Any) -> list[str]:
+        calls.append(len(payloads))
+        if len(calls) == 2:
+            raise RedisUnavailableError("Redis at redis://x failed: gone")
+        return real(self, topic, payloads, **kw)
+
+    monkeypatch.setattr(Manager, "enqueue_many", second_fails)
+    code, out, err = run("--redis-url", redis_url, "enqueue", "bulk", "--file", "-",
+                         stdin="\n" + "1\n" * 1500)  # payloads on lines 2-1501
+    assert code == 1 and out == ""
+    assert err == ("error: Redis at redis://x failed: gone; 1000 task(s) were enqueued "
+                   "(lines 1-1001), the rest were not: resend from line 1002 "
+                   "(tail -n +1002 FILE)\n")
+    assert len(stored(redis_url, "bulk")) == 1000
+
+
+def test_enqueue_usage_errors(redis_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "one.jsonl"
+    path.write_text("1\n")
+    for args, says in [
+        ((), "give one JSON payload or --file PATH"),
+        (("1", "--file", str(path)), "give one JSON payload or --file PATH, not both"),
+        (("--file", str(path), "--id", "a"), "--id and --wait take one JSON payload"),
+        (("--file", str(path), "--wait", "5"), "--id and --wait take one JSON payload"),
+        (("--file", str(tmp_path / "missing")), "No such file or directory"),
+    ]:
+        code, _, err = run("--redis-url", redis_url, "enqueue", "t", *args)
+        assert code == 2 and says in err, (args, err)
+    assert stored(redis_url, "t") == []

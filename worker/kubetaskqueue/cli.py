@@ -12,21 +12,27 @@ import threading
 import time
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, TypeVar
-from wsgiref.simple_server import WSGIServer
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
-from prometheus_client import CollectorRegistry
 
 from .admin import iter_dead, purge_dead, requeue_dead, select_dead, wait_for_task
+from .cli_enqueue import enqueue_file
 from .cluster import REDIS_ERRORS
 from .errors import KubeTaskQueueError, error_line
-from .events import Event
-from .httpserver import start_http_server
 from .logs import configure_logging
 from .manager import Manager
-from .metrics import QueueStateCollector
 from .version import __version__
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
+    from prometheus_client import CollectorRegistry
+
+    from .events import Event
+
+# prometheus_client (with the HTTP server) and the dashboard are imported by the
+# commands that serve them, not at every start-up: `enqueue` is run in loops.
 
 EXIT_OK = 0
 EXIT_RUNTIME_ERROR = 1
@@ -40,6 +46,7 @@ Examples:
   kubetaskqueue worker myapp.tasks:manager --num-workers 16
   kubetaskqueue enqueue email '{"to": "a@b.c"}' --retries 5
   kubetaskqueue enqueue email '{"to": "a@b.c"}' --wait 60   # a smoke test
+  kubetaskqueue enqueue email --file tasks.jsonl   # one JSON payload a line
   kubetaskqueue stats --json
   kubetaskqueue exporter --http-port 9100
   kubetaskqueue events --topic email
@@ -72,7 +79,7 @@ def runtime_errors(fn: F) -> F:
 
 
 @click.group(epilog=EPILOG)
-@click.version_option(__version__)
+@click.version_option(__version__, message="kubetaskqueue %(version)s")
 @click.option("--redis-url", default=None, metavar="URL", envvar="KUBETASKQUEUE_REDIS_URL",
               show_envvar=True,
               help="redis://, rediss:// (TLS), unix://, redis(s)+sentinel://, redis(s)+cluster:// "
@@ -144,6 +151,8 @@ def worker(ctx: click.Context, app: str, num_workers: int | None, lease_ttl: flo
     Options and their KUBETASKQUEUE_* variables override what the app's code
     set, so a Deployment configures workers through its environment.
     """
+    from .metrics import QueueStateCollector
+
     manager = load_manager(app)
     manager.configure(redis_url=ctx.obj["redis_url"], namespace=ctx.obj["namespace"],
                       num_workers=num_workers, lease_ttl_s=lease_ttl, shutdown_grace_s=grace,
@@ -162,6 +171,8 @@ def worker(ctx: click.Context, app: str, num_workers: int | None, lease_ttl: flo
 def _serve(port: int, registry: CollectorRegistry,
            readiness: Callable[[], tuple[bool, str]] | None) -> WSGIServer | None:
     """Start the HTTP endpoint (0 = off); a taken port stops the worker (ConfigError)."""
+    from .httpserver import start_http_server
+
     if port == 0:
         return None
     return start_http_server(port, registry, readiness)
@@ -177,6 +188,11 @@ def _serve(port: int, registry: CollectorRegistry,
 @runtime_errors
 def exporter(ctx: click.Context, http_port: int, topics: tuple[str, ...]) -> None:
     """Export queue state from Redis for Prometheus, once per cluster, until SIGTERM."""
+    from prometheus_client import CollectorRegistry
+
+    from .httpserver import start_http_server
+    from .metrics import QueueStateCollector
+
     manager = _manager(ctx)
     registry = CollectorRegistry()
     registry.register(QueueStateCollector(manager.store.client, manager.settings.namespace,
@@ -190,7 +206,11 @@ def exporter(ctx: click.Context, http_port: int, topics: tuple[str, ...]) -> Non
 
 @cli.command(epilog=EPILOG)
 @click.argument("topic")
-@click.argument("payload", metavar="JSON")
+@click.argument("payload", metavar="[JSON]", required=False)
+@click.option("--file", "lines", type=click.File("r", encoding="utf-8"), default=None,
+              metavar="PATH",
+              help="Enqueue one task per line of this JSON lines file (- = stdin); "
+                   "a bad line enqueues nothing")
 @click.option("--retries", type=click.IntRange(min=0), default=0, show_default=True,
               help="Retries after the first attempt")
 @click.option("--delay", type=click.FloatRange(min=0), default=None, help="Seconds to wait first")
@@ -200,11 +220,25 @@ def exporter(ctx: click.Context, http_port: int, topics: tuple[str, ...]) -> Non
 @click.option("--wait", "wait_s", type=click.FloatRange(min=0, min_open=True), default=None,
               metavar="SECONDS",
               help="Wait for the task: exit 0 if it completed, 1 if it died or time ran out")
+@click.option("--json", "as_json", is_flag=True,
+              help='Print {"enqueued": N, "ids": [...]} instead of the id or the count')
 @click.pass_context
 @runtime_errors
-def enqueue(ctx: click.Context, topic: str, payload: str, retries: int, delay: float | None,
-            timeout: float | None, task_id: str | None, wait_s: float | None) -> None:
-    """Enqueue one task with a JSON payload; prints its id."""
+def enqueue(ctx: click.Context, topic: str, payload: str | None, lines: IO[str] | None,
+            retries: int, delay: float | None, timeout: float | None, task_id: str | None,
+            wait_s: float | None, as_json: bool) -> None:
+    """Enqueue one task with a JSON payload (prints its id), or with --file one task
+    per line, in chunks of 1,000 (prints the count). Options apply to every task."""
+    if lines is not None:
+        if payload is not None:
+            raise click.UsageError("give one JSON payload or --file PATH, not both")
+        if task_id is not None or wait_s is not None:
+            raise click.UsageError("--id and --wait take one JSON payload, not --file")
+        enqueue_file(_manager(ctx), topic, lines, num_retries=retries, delay_s=delay,
+                     timeout_s=timeout, as_json=as_json)
+        return
+    if payload is None:
+        raise click.UsageError("give one JSON payload or --file PATH")
     try:
         body = json.loads(payload)
     except json.JSONDecodeError as exc:
@@ -212,7 +246,7 @@ def enqueue(ctx: click.Context, topic: str, payload: str, retries: int, delay: f
     manager = _manager(ctx)
     task_id = manager.enqueue(topic, body, num_retries=retries, delay_s=delay,
                               timeout_s=timeout, task_id=task_id)
-    click.echo(task_id)
+    click.echo(json.dumps({"enqueued": 1, "ids": [task_id]}) if as_json else task_id)
     if wait_s is None:
         return
     state = wait_for_task(manager.store, topic, task_id, wait_s)
