@@ -279,10 +279,13 @@ def test_backlog_scales_up_new_pods_claim_and_every_task_completes_once(
 
 
 def test_scale_in_keeps_the_busy_pods(kube: Kube, release: Manager) -> None:
-    # Three long tasks outlast the stabilization window, so scale-in happens while they run.
-    long_ids = release.enqueue_many(TOPIC, [{"sleep_s": WINDOW_S + 25}] * 3)
-    busy = wait_until(lambda: (b := _busy_by_pod(release)) and sum(b.values()) == 3 and b,
+    # Long tasks outlast the stabilization window, so scale-in happens while they run;
+    # more than two pods' slots of them, so at least three pods are busy.
+    count = 2 * SLOTS + 1
+    long_ids = release.enqueue_many(TOPIC, [{"sleep_s": WINDOW_S + 25}] * count)
+    busy = wait_until(lambda: (b := _busy_by_pod(release)) and sum(b.values()) == count and b,
                       30, 0.2, what="the long tasks to start")
+    assert len(busy) >= 3
     start = time.monotonic()
     floor = max(MIN_REPLICAS, len(busy))
     wait_until(lambda: kube.replicas("worker") <= floor, WINDOW_S + 6 * POLL_S + 20, 0.5,
@@ -297,7 +300,7 @@ def test_scale_in_keeps_the_busy_pods(kube: Kube, release: Manager) -> None:
     events = [e for e in _events(release, TOPIC) if e["id"] in set(long_ids)]
     assert not [e for e in events if e["type"] in ("TASK_RELEASED", "TASK_WORKER_LOST",
                                                    "TASK_LEASE_EXPIRED")], events
-    assert sum(e["type"] == "TASK_COMPLETION" for e in events) == 3
+    assert sum(e["type"] == "TASK_COMPLETION" for e in events) == count
     _record("busy_pods_kept", len(busy))
 
 
