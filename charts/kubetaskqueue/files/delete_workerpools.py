@@ -6,8 +6,14 @@ Terminating forever on its finalizer. The operator, still running, stops each po
 daemon and removes the finalizer. Pools still present after TIMEOUT_S (no operator
 running, e.g. it crashed) get the finalizer removed here, so uninstall never hangs.
 
+API errors are retried until DEADLINE_S; then the hook says what it could not do and
+how to finish it by hand, and still exits 0: a failed pre-delete hook would abort
+`helm uninstall` (the release stays "uninstalling"), which helps nobody. Helm prints
+this output (helm.sh/hook-output-log-policy). A pod that never starts cannot say
+anything: the Job's activeDeadlineSeconds fails it, and docs/chart.md says what then.
+
 Runs in the kubetaskqueue image (``python -c``; lightkube comes with the operator).
-Environment: POD_NAMESPACE, POOL_SELECTOR (label selector), TIMEOUT_S.
+Environment: POD_NAMESPACE, POOL_SELECTOR (label selector), TIMEOUT_S, DEADLINE_S.
 """
 
 from __future__ import annotations
@@ -39,12 +45,13 @@ def delete_pools(
     api: Any,
     namespace: str,
     selector: str,
-    timeout_s: float,
+    force_at: float,
     say: Callable[[str], None] = print,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> list[str]:
-    """Delete the pools, wait for the operator to release them; return those forced."""
+    """Delete the pools, wait until ``force_at`` (a ``clock()`` time) for the operator to
+    release them, then remove its finalizer from any still there; return those forced."""
     for name in _names(api, namespace, selector):
         say(f"deleting WorkerPool {namespace}/{name}")
         try:
@@ -52,9 +59,8 @@ def delete_pools(
         except Exception as exc:
             if _status(exc) != 404:
                 raise
-    deadline = clock() + timeout_s
     remaining = _names(api, namespace, selector)
-    while remaining and clock() < deadline:
+    while remaining and clock() < force_at:
         sleep(POLL_S)
         remaining = _names(api, namespace, selector)
     forced = []
@@ -63,8 +69,8 @@ def delete_pools(
         finalizers = pool["metadata"].get("finalizers") or []
         if FINALIZER not in finalizers:
             continue
-        say(f"WorkerPool {namespace}/{name} still there after {timeout_s:g}s "
-            f"(is the operator running?): removing finalizer {FINALIZER}")
+        say(f"WorkerPool {namespace}/{name} still there (is the operator running?): "
+            f"removing finalizer {FINALIZER}")
         try:
             api.patch_namespaced_custom_object(
                 GROUP, VERSION, namespace, PLURAL, name,
@@ -76,6 +82,37 @@ def delete_pools(
                 raise
         forced.append(name)
     return forced
+
+
+def run(
+    make_api: Callable[[], Any],
+    namespace: str,
+    selector: str,
+    timeout_s: float,
+    deadline_s: float,
+    say: Callable[[str], None] = print,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> bool:
+    """``delete_pools``, retried on any error for at most ``deadline_s``. False: it gave up
+    and said what is left to do; the caller exits 0 all the same."""
+    start = clock()
+    while True:
+        try:
+            delete_pools(make_api(), namespace, selector, start + timeout_s, say, sleep, clock)
+            say("no WorkerPool of this release is left")
+            return True
+        except Exception as exc:
+            if clock() + POLL_S > start + deadline_s:
+                say(f"gave up after {deadline_s:g}s: {exc}")
+                say(f"helm uninstall goes on; a WorkerPool of this release that still has "
+                    f"the finalizer {FINALIZER} stays Terminating. Find and release it:\n"
+                    f"  kubectl -n {namespace} get workerpools -l {selector}\n"
+                    f"  kubectl -n {namespace} patch workerpool NAME --type=merge "
+                    """-p '{"metadata":{"finalizers":null}}'""")
+                return False
+            say(f"{exc}; retrying in {POLL_S:g}s")
+            sleep(POLL_S)
 
 
 class LightkubePools:
@@ -116,14 +153,13 @@ def _labels(selector: str) -> dict[str, str]:
 
 
 def main() -> int:
-    namespace = os.environ["POD_NAMESPACE"]
-    delete_pools(
-        LightkubePools(),
-        namespace,
+    run(
+        LightkubePools,
+        os.environ["POD_NAMESPACE"],
         os.environ["POOL_SELECTOR"],
         float(os.environ.get("TIMEOUT_S", "60")),
+        float(os.environ.get("DEADLINE_S", "90")),
     )
-    print("no WorkerPool of this release is left")
     return 0
 
 
