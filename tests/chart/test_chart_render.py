@@ -152,6 +152,27 @@ def test_operator_rbac_is_exactly_the_documented_verbs() -> None:
     assert not find(objs, "ClusterRole") and not find(objs, "ClusterRoleBinding")
 
 
+def test_the_release_owns_the_operators_lease_and_leaves_its_spec_alone() -> None:
+    objs = render()
+    lease = one(objs, "Lease")
+    assert lease["apiVersion"] == "coordination.k8s.io/v1"
+    assert lease["metadata"]["name"] == OPERATOR
+    assert lease["metadata"]["namespace"] == NAMESPACE
+    assert f"--lease-name={OPERATOR}" in container(one(objs, "Deployment", OPERATOR))["args"]
+    # A plain release object (no hook, no keep policy), so `helm uninstall` deletes it.
+    assert not (lease["metadata"].get("annotations") or {})
+    # No spec: the operator writes holder and renewTime. Every render is this same empty
+    # object, so Helm's three-way patch on upgrade has no spec field to change or remove.
+    assert set(lease) == {"apiVersion", "kind", "metadata"}
+    assert one(render(upgrade=True), "Lease") == lease
+    # The operator may get and update exactly this Lease (and create one: kube.py's list).
+    role = one(objs, "Role", OPERATOR)
+    named = [r for r in role["rules"] if r.get("resourceNames") == [OPERATOR]]
+    assert [(r["apiGroups"], r["resources"], r["verbs"]) for r in named] == [
+        (["coordination.k8s.io"], ["leases"], ["get", "update"])]
+    assert not find(render(TOGGLES["operator.enabled=false"]), "Lease")
+
+
 def test_workerpool_targets_the_worker_deployment_and_the_url_secret() -> None:
     pool = one(render({"workerPool": {"topics": ["email"], "maxReplicas": 30}}), "WorkerPool")
     spec = pool["spec"]
