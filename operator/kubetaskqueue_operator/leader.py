@@ -77,8 +77,8 @@ class LeaderElector:
 
     def try_acquire_or_renew(self, *, create: bool = True) -> bool:
         """One attempt; True if we hold the Lease afterwards. ``create=False`` (renewals):
-        a Lease deleted under us is not made again, since `helm uninstall` deletes it
-        before the operator's Deployment and a recreated one would be left behind."""
+        a Lease deleted under us is not made again: `helm uninstall` deletes it while this
+        pod may still be terminating, and a recreated one would be left behind."""
         now = self.clock()
         try:
             old = self.api.read()

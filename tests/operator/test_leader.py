@@ -98,8 +98,8 @@ def test_a_lease_with_an_empty_spec_is_taken_at_once() -> None:
 
 
 def test_a_lease_deleted_under_the_leader_is_not_made_again() -> None:
-    """`helm uninstall` deletes the chart's Lease before the operator's Deployment: renewing
-    must not recreate it (it would be left behind), and the leader steps down instead."""
+    """`helm uninstall` deletes the chart's Lease while the operator pod may still be
+    terminating: renewing must not recreate it (it would be left behind)."""
     lease, clock = MemoryLeaseApi(), Clock()
     elector = LeaderElector(lease, "a", renew_deadline_s=5, retry_s=0.001, clock=clock)
     assert elector.try_acquire_or_renew()

@@ -101,3 +101,19 @@ def test_workerpool_is_valid_for_the_operator() -> None:
     role = next(d for d in load("rbac.yaml") if d["kind"] == "Role")
     [secret_rule] = [r for r in role["rules"] if r["resources"] == ["secrets"]]
     assert secret_rule["resourceNames"] == [spec.redis_url_secret.name] == ["kubetaskqueue-redis"]
+
+
+def test_crd_key_prefix_takes_what_the_core_takes() -> None:
+    """A brace in the prefix would break Redis Cluster slot co-location: the core's
+    settings refuse it, and so must the API server."""
+    import re
+
+    from kubetaskqueue.settings import Settings
+
+    prefix = crd_spec_schema()["properties"]["redis"]["properties"]["keyPrefix"]
+    core = Settings.model_fields["namespace"].metadata
+    core_pattern = next(m.pattern for m in core if getattr(m, "pattern", None))
+    assert prefix["pattern"] == core_pattern
+    for bad in ("a{b}", "with space", "x}"):
+        assert not re.match(prefix["pattern"], bad)
+    assert re.match(prefix["pattern"], "kubetaskqueue:staging")
