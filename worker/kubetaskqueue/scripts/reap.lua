@@ -14,7 +14,7 @@ local found = {}
 for i, id in ipairs(expired) do
   found[i] = redis.call('HMGET', ARGV[1] .. id, 'owner', 'claimed_at', 'id')
 end
-local lost, dead = 0, 0
+local tally = {lost = 0, dead = 0}
 for i, id in ipairs(expired) do
   redis.call('ZREM', KEYS[3], id)
   local f = found[i]
@@ -23,11 +23,7 @@ for i, id in ipairs(expired) do
       .. ' (claimed at ' .. (f[2] or '?') .. ')'
     local outcome = settle_worker_loss(k, ARGV[1] .. id, id, now, 'TASK_LEASE_EXPIRED', reason,
       max_losses)
-    if outcome == 'dead' then
-      dead = dead + 1
-    else
-      lost = lost + 1
-    end
+    tally[outcome] = tally[outcome] + 1
   end
 end
-return {lost, dead}
+return {tally.lost, tally.dead}

@@ -17,15 +17,11 @@ for _, id in ipairs(ids) do  -- read every hash before the first write
     theirs[#theirs + 1] = id
   end
 end
-local lost, dead = 0, 0
+local tally = {lost = 0, dead = 0}
 for _, id in ipairs(theirs) do
   redis.call('ZREM', KEYS[3], id)
   local outcome = settle_worker_loss(k, ARGV[1] .. id, id, now, 'TASK_WORKER_LOST', ARGV[2],
     tonumber(ARGV[3]))
-  if outcome == 'dead' then
-    dead = dead + 1
-  else
-    lost = lost + 1
-  end
+  tally[outcome] = tally[outcome] + 1
 end
-return {lost, dead}
+return {tally.lost, tally.dead}
