@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from kubetaskqueue_operator.kube import http_status
 
@@ -154,6 +154,9 @@ class ClientLeaseApi:
 
         self.namespace, self.name = namespace, name
         self._client = client or Client(load_kube_config(), field_manager=COMPONENT)
+        # Labels and annotations others put on the Lease (the chart's, Helm's ownership
+        # marks), sent back on every write: a replace would drop them otherwise.
+        self._kept: dict[str, Any] = {}
 
     def read(self) -> LeaseRecord | None:
         from lightkube.resources.coordination_v1 import Lease
@@ -164,6 +167,8 @@ class ClientLeaseApi:
             if http_status(exc) == 404:
                 return None
             raise
+        meta = lease.metadata
+        self._kept = {"labels": meta.labels, "annotations": meta.annotations} if meta else {}
         # A Lease made by the Helm chart has an empty spec: no holder, time or duration.
         spec = lease.spec
         renewed = spec.renewTime if spec else None
@@ -186,7 +191,8 @@ class ClientLeaseApi:
         renew = None if record.renewed_at is None else _micro_time(record.renewed_at)
         return Lease(
             metadata=ObjectMeta(
-                name=self.name, namespace=self.namespace, resourceVersion=record.version
+                name=self.name, namespace=self.namespace, resourceVersion=record.version,
+                **self._kept,
             ),
             spec=LeaseSpec(
                 holderIdentity=record.holder,

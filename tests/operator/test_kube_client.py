@@ -396,7 +396,9 @@ def test_a_lease_made_by_the_chart_with_an_empty_spec_is_taken(spec: dict[str, A
     lease: dict[str, Any] = {
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",
-        "metadata": {"name": "op", "namespace": "jobs", "resourceVersion": "7"},
+        "metadata": {"name": "op", "namespace": "jobs", "resourceVersion": "7",
+                     "labels": {"app.kubernetes.io/managed-by": "Helm"},
+                     "annotations": {"meta.helm.sh/release-name": "ktq"}},
     }
     if spec is not None:
         lease["spec"] = spec
@@ -414,6 +416,9 @@ def test_a_lease_made_by_the_chart_with_an_empty_spec_is_taken(spec: dict[str, A
     assert [m for m, _, _, _ in Stub.seen] == ["GET", "GET", "PUT"]
     assert store["lease"]["spec"]["holderIdentity"] == "me"
     assert store["lease"]["metadata"]["resourceVersion"] == "8"
+    # The chart's labels and Helm's ownership annotation survive the replace.
+    assert store["lease"]["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "Helm"}
+    assert store["lease"]["metadata"]["annotations"] == {"meta.helm.sh/release-name": "ktq"}
 
 
 def test_lease_races_are_conflicts_not_errors() -> None:
