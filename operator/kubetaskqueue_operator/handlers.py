@@ -17,8 +17,14 @@ from typing import Any, TypeVar
 
 import kopf
 
-from kubetaskqueue_operator.queue import QueueReadError
-from kubetaskqueue_operator.reconcile import Deps, PoolMemory, RetryLater, pool_ref, reconcile
+from kubetaskqueue_operator.reconcile import (
+    REDIS_UNREACHABLE,
+    Deps,
+    PoolMemory,
+    RetryLater,
+    pool_ref,
+    reconcile,
+)
 from kubetaskqueue_operator.spec import GROUP, PLURAL, VERSION
 
 FINALIZER = "kubetaskqueue.io/operator"
@@ -112,16 +118,13 @@ async def autoscale(
                 lambda: reconcile(deps, pool, body, mem), f"autoscale-{pool.name}"
             )
         except RetryLater as exc:
-            redis_error = exc.__context__  # what reconcile turned into RetryLater
-            if not isinstance(redis_error, QueueReadError):
+            if exc.reason != REDIS_UNREACHABLE:
                 # kopf restarts the daemon after the delay; the condition is already set.
                 raise kopf.TemporaryError(str(exc), delay=exc.delay_s) from exc
             # Redis is not reachable (not up yet at install, or gone): say so once per
             # outage, RedisReachable=False says why, and poll on (no kopf error per round).
             if not redis_down:
-                log.warning(
-                    "WorkerPool %s/%s: waiting for %s", pool.namespace, pool.name, redis_error
-                )
+                log.warning("WorkerPool %s/%s: waiting for %s", pool.namespace, pool.name, exc)
             redis_down, wait_s = True, exc.delay_s
         else:
             if redis_down:

@@ -24,12 +24,16 @@ from kubetaskqueue_operator.spec import DEFAULT_POLL_S, GROUP, KIND, VERSION, Sp
 log = logging.getLogger(__name__)
 
 
+REDIS_UNREACHABLE = "RedisUnreachable"
+
+
 class RetryLater(Exception):
     """This round failed for a reason that may pass; a condition says why."""
 
-    def __init__(self, message: str, delay_s: float) -> None:
+    def __init__(self, message: str, delay_s: float, reason: str = "") -> None:
         super().__init__(message)
         self.delay_s = delay_s
+        self.reason = reason  # the condition's reason, e.g. REDIS_UNREACHABLE
 
 
 def _utcnow() -> dt.datetime:
@@ -99,7 +103,7 @@ class _Round:
             self.write_status()
         except KubeError as exc:
             log.warning("WorkerPool %s: could not write status: %s", self.pool.name, exc)
-        raise RetryLater(message, self.poll_s)
+        raise RetryLater(message, self.poll_s, reason)
 
 
 def reconcile(deps: Deps, pool: ObjectRef, body: Mapping[str, Any], mem: PoolMemory) -> float:
@@ -120,7 +124,7 @@ def reconcile(deps: Deps, pool: ObjectRef, body: Mapping[str, Any], mem: PoolMem
     try:
         snap = deps.read_queue(url, spec.key_prefix, spec.topics)
     except QueueReadError as exc:
-        r.fail("RedisUnreachable", str(exc), redis_ok=False)
+        r.fail(REDIS_UNREACHABLE, str(exc), redis_ok=False)
     r.condition(cond.REDIS_REACHABLE, True, "Read", f"read {snap.managers} live managers")
 
     try:
