@@ -43,6 +43,7 @@ from kubernetes.client.exceptions import ApiException
 from kubetaskqueue import Manager
 from kubetaskqueue.keys import TopicKeys
 from kubetaskqueue.queue_state import read_lease_owners
+from kubetaskqueue_operator.recovery import pod_of
 from prometheus_proc import Prometheus
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -225,14 +226,10 @@ def _events(producer: Manager, topic: str) -> list[dict[str, str]]:
     return [fields for _, fields in producer.store.client.xrange(stream)]  # type: ignore[union-attr]
 
 
-def _pod_of(manager_id: str) -> str:
-    return manager_id.rsplit("-", 1)[0]
-
-
 def _busy_by_pod(producer: Manager) -> dict[str, int]:
     busy: dict[str, int] = collections.Counter()
     for manager_id, count in read_lease_owners(producer.store.client, PREFIX, [TOPIC]).items():
-        busy[_pod_of(manager_id)] += count
+        busy[pod_of(manager_id)] += count
     return dict(busy)
 
 
@@ -267,7 +264,7 @@ def test_backlog_scales_up_new_pods_claim_and_every_task_completes_once(
                                       if e["type"] == "TASK_COMPLETION" and e["id"] in ours)
     assert set(completions) == ours, f"{len(ours - set(completions))} task(s) never completed"
     assert max(completions.values()) == 1, "a task completed twice"
-    ran = collections.Counter(_pod_of(e["detail"]) for e in events
+    ran = collections.Counter(pod_of(e["detail"]) for e in events
                               if e["type"] == "TASK_START" and e["id"] in ours)
     idle = {p.metadata.name for p in ready} - set(ran)
     assert not idle, f"pods Ready during the backlog that never claimed a task: {sorted(idle)}"
@@ -324,7 +321,7 @@ def test_a_force_deleted_busy_pod_has_its_tasks_run_again_within_one_poll(
     busy = wait_until(lambda: (b := _busy_by_pod(release)) and sum(b.values()) == 4 and b,
                       60, 0.2, what="the tasks to start")
     victim = max(busy, key=lambda pod: busy[pod])
-    held = [i for i in ids if _pod_of(client.hget(TopicKeys(PREFIX, TOPIC).task(i), "owner")
+    held = [i for i in ids if pod_of(client.hget(TopicKeys(PREFIX, TOPIC).task(i), "owner")
                                       or "") == victim]
     assert held
     kube.core.delete_namespaced_pod(victim, kube.ns, grace_period_seconds=0)
@@ -332,7 +329,7 @@ def test_a_force_deleted_busy_pod_has_its_tasks_run_again_within_one_poll(
 
     def started_elsewhere() -> bool:
         starts = [e for e in _events(release, TOPIC) if e["type"] == "TASK_START"
-                  and e["id"] in held and _pod_of(e["detail"]) != victim]
+                  and e["id"] in held and pod_of(e["detail"]) != victim]
         return len({e["id"] for e in starts}) == len(held)
 
     wait_until(lambda: [e for e in _events(release, TOPIC) if e["type"] == "TASK_WORKER_LOST"
