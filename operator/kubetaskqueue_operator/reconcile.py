@@ -186,17 +186,20 @@ def _release_lost_workers(
                             r.pool.name, loss.reason, exc)
                 continue
             if lost or dead:
-                _report_loss(deps, r, f"{loss.reason}: released its {lost + dead} task(s) at "
-                             f"once ({lost} requeued, {dead} poison to dead)")
+                _record(deps, r, "Warning", "WorkerLost", f"{loss.reason}: released its "
+                        f"{lost + dead} task(s) at once ({lost} requeued, {dead} poison to dead)")
     mem.pods = view(listed)
     mem.owners = dict(snap.owners)
 
 
-def _report_loss(deps: Deps, r: _Round, message: str) -> None:
-    log.warning("WorkerPool %s/%s: %s", r.pool.namespace, r.pool.name, message)
+def _record(deps: Deps, r: _Round, type_: str, reason: str, message: str) -> None:
+    """Log the message and post it as an Event on the pool (best effort: what it says
+    has happened already)."""
+    level = logging.WARNING if type_ == "Warning" else logging.INFO
+    log.log(level, "WorkerPool %s/%s: %s", r.pool.namespace, r.pool.name, message)
     try:
-        deps.kube.post_event(r.pool, "Warning", "WorkerLost", message)
-    except KubeError as exc:  # best effort, as for scale Events
+        deps.kube.post_event(r.pool, type_, reason, message)
+    except KubeError as exc:
         log.warning("WorkerPool %s: could not post Event: %s", r.pool.name, exc)
 
 
@@ -214,12 +217,8 @@ def _announce(deps: Deps, r: _Round, target: Any, old: int, new: int, why: str) 
     direction = "up" if new > old else "down"
     r.mem.last_scale_time = r.now
     deps.metrics.scaled(f"{r.pool.namespace}/{r.pool.name}", direction)
-    message = f"Scaled {target} from {old} to {new}: {why}"
-    log.info("WorkerPool %s/%s: %s", r.pool.namespace, r.pool.name, message)
-    try:
-        deps.kube.post_event(r.pool, "Normal", "ScaledUp" if new > old else "ScaledDown", message)
-    except KubeError as exc:  # Events are best effort; the scale itself happened
-        log.warning("WorkerPool %s: could not post Event: %s", r.pool.name, exc)
+    reason = "ScaledUp" if new > old else "ScaledDown"
+    _record(deps, r, "Normal", reason, f"Scaled {target} from {old} to {new}: {why}")
 
 
 def _observed(
