@@ -9,20 +9,32 @@
 local prefix, max, ttl, owner = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local now = now_s()
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[5]))
+-- The ids this call takes: the head of input, then the due ones that promotion
+-- appends behind it. Their hashes are read before anything is written.
+local picked = redis.call('LRANGE', KEYS[1], 0, max - 1)
+for _, id in ipairs(due) do
+  if #picked >= max then break end
+  picked[#picked + 1] = id
+end
+local found = {}
+for i, id in ipairs(picked) do
+  found[i] = read_task('HMGET', prefix .. id, 'token', 'attempts', 'payload', 'num_retries',
+    'timeout_s', 'enqueued_at', 'ready_at', 'id')
+end
 for _, id in ipairs(due) do
   redis.call('ZREM', KEYS[2], id)
   redis.call('RPUSH', KEYS[1], id)
 end
+if #picked > 0 then
+  redis.call('LTRIM', KEYS[1], #picked, -1)
+end
 local claimed = {}
-while #claimed < max do
-  local id = redis.call('LPOP', KEYS[1])
-  if not id then break end
-  local key = prefix .. id
-  local counters = redis.call('HMGET', key, 'token', 'attempts')
+for i, id in ipairs(picked) do
+  local key, f = prefix .. id, found[i]
   -- An id without a task hash was purged meanwhile; dropping it loses nothing.
-  if redis.call('EXISTS', key) == 0 then
+  if not (f[1] or f[2] or f[3] or f[8]) then
     -- nothing to do
-  elseif not (is_integer(counters[1]) and is_integer(counters[2])) then
+  elseif not (is_integer(f[1]) and is_integer(f[2])) then
     redis.call('LPUSH', KEYS[5], id)
     redis.call('HSET', key, 'last_error', 'malformed task: token or attempts is not an integer',
       'failed_at', fmt(now), 'dead_at', fmt(now))
@@ -34,9 +46,8 @@ while #claimed < max do
     redis.call('HSET', key, 'owner', owner, 'claimed_at', fmt(now))
     redis.call('ZADD', KEYS[3], now + ttl, id)
     emit('TASK_START', id, attempts, now, owner)
-    local f = redis.call('HMGET', key, 'payload', 'num_retries', 'timeout_s', 'enqueued_at', 'ready_at')
-    claimed[#claimed + 1] = {id, tostring(token), tostring(attempts), f[1] or '', f[2] or '0',
-      f[3] or '', f[4] or '0', f[5] or '0', fmt(now)}
+    claimed[#claimed + 1] = {id, tostring(token), tostring(attempts), f[3] or '', f[4] or '0',
+      f[5] or '', f[6] or '0', f[7] or '0', fmt(now)}
   end
 end
 if #claimed > 0 then

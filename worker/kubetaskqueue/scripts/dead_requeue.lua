@@ -3,6 +3,9 @@
 -- ARGV: 1 task key prefix, then ids
 -- Returns how many were requeued (ids not in dead are skipped).
 local now = now_s()
+for i = 2, #ARGV do  -- read every hash before the first write
+  read_task('EXISTS', ARGV[1] .. ARGV[i])
+end
 local n = 0
 for i = 2, #ARGV do
   local id = ARGV[i]

@@ -7,7 +7,7 @@ local now = now_s()
 local oldest = nil
 local head = redis.call('LINDEX', KEYS[1], 0)
 if head then
-  oldest = tonumber(redis.call('HGET', ARGV[1] .. head, 'ready_at'))
+  oldest = tonumber(read_task('HGET', ARGV[1] .. head, 'ready_at'))
 end
 -- Due but not yet promoted tasks are ready too; delayed ones are not.
 local due_head = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1)
@@ -17,7 +17,7 @@ end
 local dead_oldest = ''
 local dead_tail = redis.call('LINDEX', KEYS[4], -1)
 if dead_tail then
-  dead_oldest = redis.call('HGET', ARGV[1] .. dead_tail, 'dead_at') or ''
+  dead_oldest = read_task('HGET', ARGV[1] .. dead_tail, 'dead_at') or ''
 end
 return {fmt(now), redis.call('LLEN', KEYS[1]), redis.call('ZCARD', KEYS[2]),
   redis.call('ZCOUNT', KEYS[2], '-inf', now), redis.call('ZCARD', KEYS[3]),
