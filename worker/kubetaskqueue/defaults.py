@@ -44,3 +44,10 @@ BURST_REDIS_WAIT_S = 30.0
 # How often a redis+sentinel:// client asks the sentinels where the master is: after
 # a failover the old master stays writable until it is demoted, and writes there are lost.
 SENTINEL_RECHECK_S = 0.5
+# A manager with schedules checks in each one this often (besides waking at each fire
+# time): how soon a changed definition is seen, and what a definition's "live" means.
+SCHEDULE_CHECK_IN_S = 1.0
+# A schedule definition not checked in for this long is gone; when it shows up again
+# (a rollback, a restart after every manager was down) its fire times begin after the
+# last check-in of any other definition, else after its last fire.
+SCHEDULE_LIVE_S = 10.0

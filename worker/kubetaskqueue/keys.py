@@ -18,9 +18,14 @@ its own tag. Nothing else in the code builds key names.
 |                                  |      | completed, lost (worker losses), fenced       |
 | ``<ns>:{<topic>}:events``        | stream | recent task events (capped, see events.py)  |
 | ``<ns>:{<topic>}:task:<id>``     | hash | one task: see TASK_FIELDS                     |
+| ``<ns>:{<topic>}:schedule:<name>`` | hash | a schedule's fire record: since, last_fire, |
+|                                  |      | last_missed, seen:/start:<definition> (see    |
+|                                  |      | fire_schedule.lua)                            |
 | ``<ns>:{managers}``              | zset | manager id -> last heartbeat (server time)    |
 | ``<ns>:{managers}:<id>``         | hash | pod, slots, busy, topics (expires)            |
 | ``<ns>:{managers}:events``       | stream | MANAGER_START / MANAGER_STOP events         |
+| ``<ns>:{managers}:<id>:schedules`` | string | JSON: the schedules a manager declares    |
+|                                  |      | (expires; read by ``kubetaskqueue schedules``) |
 
 Times are Redis server seconds (``TIME``) as floats.
 """
@@ -111,6 +116,10 @@ class TopicKeys:
     def task(self, task_id: str) -> str:
         return f"{self.task_prefix}{task_id}"
 
+    def schedule(self, name: str) -> str:
+        """A schedule's fire record, in the slot of the topic it fires into."""
+        return f"{self.prefix}:schedule:{name}"
+
 
 def topics_key(namespace: str) -> str:
     return f"{namespace}:topics"
@@ -126,3 +135,7 @@ def manager_events_key(namespace: str) -> str:
 
 def manager_key(namespace: str, manager_id: str) -> str:
     return f"{namespace}:{{managers}}:{manager_id}"
+
+
+def manager_schedules_key(namespace: str, manager_id: str) -> str:
+    return f"{namespace}:{{managers}}:{manager_id}:schedules"

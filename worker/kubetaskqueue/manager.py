@@ -21,7 +21,9 @@ from .isolation import Isolation, reference
 from .keys import check_topic
 from .metrics import WorkerMetrics
 from .queue_state import read_queue_state
-from .runner import Processor, Runner
+from .runner import Processor, RedisHealth, Runner
+from .schedule_rules import make_rule
+from .schedules import Schedule, Scheduler, check_schedule_name
 from .settings import Settings
 from .store import NewTask, RedisStore, connect, redact_url
 from .task import Task
@@ -45,12 +47,14 @@ class Manager:
         self._overrides: dict[str, Any] = {}
         self._store: RedisStore | None = None
         self._runner: Runner | None = None
+        self._scheduler: Scheduler | None = None
         self.configure(redis_url=redis_url, num_workers=num_workers, lease_ttl_s=lease_ttl_s,
                        poll_interval_s=poll_interval_s, shutdown_grace_s=shutdown_grace_s,
                        namespace=namespace, max_payload_bytes=max_payload_bytes)
         self.backoff: Backoff = backoff or default_backoff
         self.id = ""
         self._processors: dict[str, Processor] = {}
+        self._schedules: dict[str, Schedule] = {}
         self._stop_requested = threading.Event()
         self.metrics = WorkerMetrics()  # this manager's per-pod metrics (own registry)
 
@@ -118,6 +122,31 @@ class Manager:
     def topics(self) -> list[str]:
         return sorted(self._processors)
 
+    # -- periodic tasks ------------------------------------------------------------
+
+    def schedule(self, name: str, topic: str, payload: Any, *, every_s: float | None = None,
+                 cron: str | None = None, tz: str | None = None, num_retries: int = 0,
+                 timeout_s: float | None = None) -> None:
+        """Enqueue a task to ``topic`` at every fire time of ``every_s`` (seconds, counted
+        from the Unix epoch) or ``cron`` (5 fields, in UTC or the IANA zone ``tz``).
+
+        Every replica declares the same schedules; while managers run, each fire time is
+        enqueued once in all. The processor gets ``{"schedule": name, "fire_time": t,
+        "missed": n, "payload": payload}`` (``missed``: fire times skipped while no manager
+        ran). ``topic`` may be one that other deployments process.
+        """
+        check_schedule_name(name)
+        check_topic(topic)
+        if name in self._schedules:
+            raise KubeTaskQueueError(f"schedule {name!r} is already declared")
+        if self._running:
+            raise KubeTaskQueueError("declare schedules before the manager starts")
+        _check_retries(num_retries)
+        _check_seconds("timeout_s", timeout_s, allow_zero=False)
+        rule = make_rule(every_s, cron, tz)
+        self._schedules[name] = Schedule(name, topic, self._encode(topic, payload), rule,
+                                         num_retries, timeout_s)
+
     # -- producing ----------------------------------------------------------------
 
     def enqueue(self, topic: str, payload: Any, *, num_retries: int = 0,
@@ -133,8 +162,7 @@ class Manager:
                      task_ids: list[str] | None = None) -> list[str]:
         """Enqueue a batch in one round trip; all or nothing. Returns the ids in order."""
         check_topic(topic)
-        if not isinstance(num_retries, int) or isinstance(num_retries, bool) or num_retries < 0:
-            raise ValueError(f"num_retries must be an int >= 0, got {num_retries!r}")
+        _check_retries(num_retries)
         _check_seconds("delay_s", delay_s, allow_zero=True)
         _check_seconds("timeout_s", timeout_s, allow_zero=False)
         encoded = [self._encode(topic, p) for p in payloads]
@@ -177,11 +205,26 @@ class Manager:
         self._runner = Runner(self.settings, self.store, dict(self._processors), self.backoff,
                               self.id, self.metrics)
         self._runner.start(burst=burst)
+        self._start_scheduler()
         publish_manager_event(self.store.client, self.settings.namespace, "MANAGER_START",
                               self.id, f"pod {self.settings.pod_name}, topics "
                               f"{','.join(self.topics)}, {self.settings.num_workers} workers")
         log.info("manager %s started: topics %s, %d workers, lease %.0fs", self.id,
                  ", ".join(self.topics), self.settings.num_workers, self.settings.lease_ttl_s)
+
+    def _start_scheduler(self) -> None:
+        if not self._schedules:
+            return
+        for s in self._schedules.values():
+            if s.topic not in self._processors:
+                log.warning("schedule %r enqueues to topic %r, which this manager does not "
+                            "process: make sure another deployment does", s.name, s.topic)
+        self._scheduler = Scheduler(self.store, list(self._schedules.values()), self.id,
+                                    self.metrics, RedisHealth(redact_url(self.settings.redis_url)),
+                                    self.settings.lease_ttl_s)
+        self._scheduler.start()
+        log.info("schedules: %s", ", ".join(f"{s.name} ({s.rule.describe()} -> {s.topic})"
+                                             for s in self._schedules.values()))
 
     def stop(self, timeout_s: float | None = None) -> None:
         """Stop claiming, wait up to ``timeout_s`` (default: shutdown grace) for in-flight
@@ -189,6 +232,9 @@ class Manager:
         runner = self._runner
         if runner is None:
             return
+        if self._scheduler is not None:  # no fire while draining
+            self._scheduler.stop()
+            self._scheduler = None
         grace = self.settings.shutdown_grace_s if timeout_s is None else timeout_s
         runner.stop(grace)
         self._runner = None
@@ -293,6 +339,11 @@ class Manager:
             return read_queue_state(self.store.client, self.settings.namespace).as_stats()
         except REDIS_ERRORS as exc:
             raise _unavailable(self.settings.redis_url, exc) from exc
+
+
+def _check_retries(num_retries: object) -> None:
+    if not isinstance(num_retries, int) or isinstance(num_retries, bool) or num_retries < 0:
+        raise ValueError(f"num_retries must be an int >= 0, got {num_retries!r}")
 
 
 def _check_seconds(name: str, value: object, *, allow_zero: bool) -> None:

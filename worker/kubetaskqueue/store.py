@@ -150,11 +150,17 @@ def redact_url(url: str) -> str:
 def _load_scripts() -> dict[str, str]:
     folder = resources.files(__package__).joinpath("scripts")
     prelude = folder.joinpath("_prelude.lua").read_text()
-    return {
-        entry.name.removesuffix(".lua"): prelude + entry.read_text()
+    sources = {
+        entry.name.removesuffix(".lua"): entry.read_text()
         for entry in folder.iterdir()
         if entry.name.endswith(".lua") and not entry.name.startswith("_")
     }
+    scripts = {name: prelude + source for name, source in sources.items()}
+    # A schedule's fire runs the enqueue script itself, as a function, in the same
+    # atomic step as its once-per-fire-time check.
+    scripts["fire_schedule"] = (prelude + "local function enqueue()\n" + sources["enqueue"]
+                                + "\nend\n" + sources["fire_schedule"])
+    return scripts
 
 
 _SCRIPTS = _load_scripts()
@@ -240,21 +246,44 @@ class RedisStore:
     # -- producer ----------------------------------------------------------
 
     def enqueue(self, topic: str, tasks: list[NewTask]) -> None:
+        result = self._run("enqueue", *self._enqueue_call(topic, tasks))
+        if int(result[0]) == 0:
+            raise DuplicateTaskError(
+                f"task id {result[1]!r} already exists in topic {topic!r}; nothing was enqueued"
+            )
+        self._list_topic(topic)
+
+    def _enqueue_call(self, topic: str, tasks: list[NewTask]) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of enqueue.lua (fire_schedule.lua takes them too)."""
         k = self.keys(topic)
         args: list[Any] = [k.task_prefix, topic, len(tasks)]
         for t in tasks:
             timeout = "" if t.timeout_s is None else repr(float(t.timeout_s))
             args += [t.id, t.payload_json, t.num_retries, timeout, repr(float(t.delay_s))]
-        result = self._run("enqueue", [k.input, k.scheduled, k.wake, k.stats, k.events], args)
-        if int(result[0]) == 0:
-            raise DuplicateTaskError(
-                f"task id {result[1]!r} already exists in topic {topic!r}; nothing was enqueued"
-            )
+        return [k.input, k.scheduled, k.wake, k.stats, k.events], args
+
+    def _list_topic(self, topic: str) -> None:
         # The topics set lives in another cluster slot than the topic, so it cannot
         # join the script; once per topic and process is enough for listing it.
         if topic not in self._listed_topics:
             self.client.sadd(topics_key(self.namespace), topic)
             self._listed_topics.add(topic)
+
+    def fire_schedule(self, topic: str, name: str, definition: str,
+                      fire: tuple[float, NewTask] | None, expected_cursor: str, missed: int,
+                      live_s: float) -> tuple[str, str, float]:
+        """Check in ``definition`` of schedule ``name`` and, given ``fire`` (fire time,
+        task), enqueue the task if that fire time is after the definition's cursor and
+        the cursor is still ``expected_cursor``. Returns (status, the cursor as the
+        script formats it, Redis time); see fire_schedule.lua."""
+        fire_at, tasks = (f"{fire[0]:.6f}", [fire[1]]) if fire else ("", [])
+        keys, args = self._enqueue_call(topic, tasks)
+        args += [self.keys(topic).schedule(name), definition, fire_at, expected_cursor,
+                 missed, live_s]
+        status, cursor, now = self._run("fire_schedule", keys, args)
+        if status == "fired":
+            self._list_topic(topic)
+        return str(status), str(cursor), float(now)
 
     # -- worker ------------------------------------------------------------
 
