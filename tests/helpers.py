@@ -36,10 +36,12 @@ LEASE_TTL_S = 1.5  # short, so tests that wait for a lease to expire stay quick
 
 
 class Workers:
-    """Starts `kubetaskqueue worker sample_app:manager` subprocesses and cleans them up."""
+    """Starts `kubetaskqueue worker sample_app:manager` (or ``app``) subprocesses and
+    cleans them up."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, app: str = "sample_app:manager") -> None:
         self.url = url
+        self.app = app
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self, **env: Any) -> subprocess.Popen[bytes]:
@@ -49,7 +51,7 @@ class Workers:
                        KUBETASKQUEUE_LOG_FORMAT="text", KUBETASKQUEUE_HTTP_PORT="0")
         environ.update({k.upper(): str(v) for k, v in env.items()})
         proc = subprocess.Popen([sys.executable, "-m", "kubetaskqueue", "worker",
-                                 "sample_app:manager"], env=environ,
+                                 self.app], env=environ,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.procs.append(proc)
         return proc

@@ -18,6 +18,7 @@ import click
 
 from .admin import iter_dead, purge_dead, requeue_dead, select_dead, wait_for_task
 from .cli_enqueue import enqueue_file
+from .cli_schedules import schedules
 from .cluster import REDIS_ERRORS
 from .errors import KubeTaskQueueError, error_line
 from .logs import configure_logging
@@ -48,6 +49,7 @@ Examples:
   kubetaskqueue enqueue email '{"to": "a@b.c"}' --wait 60   # a smoke test
   kubetaskqueue enqueue email --file tasks.jsonl   # one JSON payload a line
   kubetaskqueue stats --json
+  kubetaskqueue schedules
   kubetaskqueue exporter --http-port 9100
   kubetaskqueue events --topic email
   kubetaskqueue dead list email --error Timeout
@@ -462,6 +464,9 @@ def dashboard(ctx: click.Context, port: int, host: str, allowed_hosts: tuple[str
 
     serve(_manager(ctx), host=host, port=port, allow_actions=allow_actions, token=token,
           extra_hosts=allowed_hosts)
+
+
+cli.add_command(schedules)
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -56,7 +56,7 @@ class Cron:
     tz: str = "UTC"
 
     def _iter(self, t: float) -> Any:
-        zone = timezone.utc if self.tz == "UTC" else ZoneInfo(self.tz)
+        zone = UTC if self.tz == "UTC" else ZoneInfo(self.tz)
         return croniter(self.expr, datetime.fromtimestamp(t, zone))
 
     def latest_at_or_before(self, t: float) -> float:
@@ -126,6 +126,6 @@ def rule_from_dict(data: dict[str, Any]) -> Rule:
 
 def iso_utc(t: float) -> str:
     """``2024-01-01T03:00:00Z`` (microseconds only when there are some)."""
-    stamp = datetime.fromtimestamp(t, timezone.utc)
+    stamp = datetime.fromtimestamp(t, UTC)
     return stamp.isoformat(timespec="microseconds" if stamp.microsecond else "seconds"
                            ).replace("+00:00", "Z")

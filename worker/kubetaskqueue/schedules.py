@@ -14,6 +14,7 @@ is neither fired nor listed, whatever its record in Redis says.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -111,10 +112,8 @@ class Scheduler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        try:
+        with contextlib.suppress(*REDIS_ERRORS):
             self.store.client.delete(self._registry_key)
-        except REDIS_ERRORS:
-            pass
 
     def _loop(self) -> None:
         while not self._stop.is_set():
