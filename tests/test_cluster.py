@@ -209,6 +209,28 @@ def test_operator_exporter_and_cli_read_queue_state_across_masters(
     assert [json.loads(result.stdout)["topics"][t]["input"] for t in topics] == [1, 2, 3]
 
 
+def test_schedules_fire_into_topics_on_every_master_and_are_listed(
+        cluster: Cluster, cluster_url: str) -> None:
+    """Each fire is one script in its topic's slot; the listing reads them all."""
+    topics = cluster.topics_on_every_node()
+    m = Manager(cluster_url, poll_interval_s=0.2, lease_ttl_s=3.0)
+    runs: list[tuple[str, float]] = []
+    for topic in topics:
+        m.register(topic, lambda task: runs.append((task.topic, task.payload["fire_time"])))
+        m.schedule(f"every-{topic}", topic, {}, every_s=0.2)
+    m.start()
+    try:
+        wait_until(lambda: {t for t, _ in runs} == set(topics), 10, what="a fire per master")
+        result = CliRunner().invoke(cli, ["--redis-url", cluster_url, "schedules", "--json"])
+        assert result.exit_code == 0, result.output
+        listed = json.loads(result.stdout)["schedules"]
+        assert [(s["topic"], s["managers"]) for s in listed] == [(t, 1) for t in topics]
+        assert all(s["last_fire"] for s in listed)
+    finally:
+        m.stop()
+    assert len(runs) == len(set(runs))
+
+
 def test_a_manager_rides_out_the_whole_cluster_going_away(
         cluster: Cluster, cluster_url: str) -> None:
     """Last in the module: it restarts every node (data is not persisted here)."""

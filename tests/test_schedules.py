@@ -213,6 +213,23 @@ def test_a_rolling_update_never_fires_a_time_twice(clock: FakeClock, url: str) -
     assert times == [start - 0.1 + 20 * k for k in range(1, 10)]  # each 20 s, once
 
 
+def test_rules_at_their_boundaries() -> None:
+    tenth = make_rule(every_s=0.1)
+    assert tenth.latest_at_or_before(1700000000.35) == 1700000000.3  # no float noise
+    assert tenth.next_after(1700000000.3) == 1700000000.4
+    assert tenth.count_between(1700000000.0, 1700000000.3) == 2
+    hourly = make_rule(cron="0 * * * *")
+    assert hourly.latest_at_or_before(at("2024-01-01T10:00:00")) == at("2024-01-01T10:00:00")
+    assert hourly.latest_at_or_before(at("2024-01-01T09:59:59")) == at("2024-01-01T09:00:00")
+    assert hourly.next_after(at("2024-01-01T10:00:00")) == at("2024-01-01T11:00:00")
+    assert hourly.count_between(at("2024-01-01T10:00:00"), at("2024-01-01T13:00:00")) == 2
+    minutely = make_rule(cron="* * * * *")
+    assert minutely.count_between(at("2024-01-01T00:00:00"), at("2025-01-01T00:00:00")) == 1000
+    assert hourly.describe() == "cron 0 * * * *"
+    assert make_rule(cron="0  3 * * *", tz="Europe/Berlin").describe() == \
+        "cron 0 3 * * * (Europe/Berlin)"
+
+
 # -- real redis-server and worker processes ---------------------------------------------
 
 def test_three_worker_processes_fire_an_every_second_schedule_once_a_second(

@@ -21,7 +21,7 @@ from .isolation import Isolation, reference
 from .keys import check_topic
 from .metrics import WorkerMetrics
 from .queue_state import read_queue_state
-from .runner import Processor, RedisHealth, Runner
+from .runner import Processor, Runner
 from .schedule_rules import make_rule
 from .schedules import Schedule, Scheduler, check_schedule_name
 from .settings import Settings
@@ -205,14 +205,14 @@ class Manager:
         self._runner = Runner(self.settings, self.store, dict(self._processors), self.backoff,
                               self.id, self.metrics)
         self._runner.start(burst=burst)
-        self._start_scheduler()
+        self._start_scheduler(self._runner)
         publish_manager_event(self.store.client, self.settings.namespace, "MANAGER_START",
                               self.id, f"pod {self.settings.pod_name}, topics "
                               f"{','.join(self.topics)}, {self.settings.num_workers} workers")
         log.info("manager %s started: topics %s, %d workers, lease %.0fs", self.id,
                  ", ".join(self.topics), self.settings.num_workers, self.settings.lease_ttl_s)
 
-    def _start_scheduler(self) -> None:
+    def _start_scheduler(self, runner: Runner) -> None:
         if not self._schedules:
             return
         for s in self._schedules.values():
@@ -220,8 +220,7 @@ class Manager:
                 log.warning("schedule %r enqueues to topic %r, which this manager does not "
                             "process: make sure another deployment does", s.name, s.topic)
         self._scheduler = Scheduler(self.store, list(self._schedules.values()), self.id,
-                                    self.metrics, RedisHealth(redact_url(self.settings.redis_url)),
-                                    self.settings.lease_ttl_s)
+                                    self.metrics, runner.redis, self.settings.lease_ttl_s)
         self._scheduler.start()
         log.info("schedules: %s", ", ".join(f"{s.name} ({s.rule.describe()} -> {s.topic})"
                                              for s in self._schedules.values()))

@@ -27,14 +27,19 @@ class Every:
 
     every_s: float
 
+    def _time(self, k: int) -> float:
+        return round(k * self.every_s, 6)  # whole microseconds: 0.3, not 0.30000000000000004
+
     def latest_at_or_before(self, t: float) -> float:
         k = math.floor(t / self.every_s)
-        while k * self.every_s > t:  # float rounding of the division
+        while self._time(k) > t:  # the division rounds either way
             k -= 1
-        return k * self.every_s
+        while self._time(k + 1) <= t:
+            k += 1
+        return self._time(k)
 
     def next_after(self, t: float) -> float:
-        return (round(self.latest_at_or_before(t) / self.every_s) + 1) * self.every_s
+        return self._time(round(self.latest_at_or_before(t) / self.every_s) + 1)
 
     def count_between(self, after: float, before: float) -> int:
         """Fire times strictly between ``after`` and the fire time ``before``."""
