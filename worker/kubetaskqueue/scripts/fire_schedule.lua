@@ -3,7 +3,8 @@
 -- store.py puts enqueue.lua in front of this, wrapped as `local function enqueue()`: a
 -- fired task is enqueued exactly as any other, in the same atomic step as the check.
 -- KEYS: enqueue's. ARGV: enqueue's (one task), then six more, read from the end:
---   state key (a hash in the topic's slot, read before any write), definition hash,
+--   state key (a hash in the topic's slot, not in KEYS: read with read_task before any
+--   write, like a task hash), definition hash,
 --   fire time ('' = only check in), the cursor the caller computed the fire time from,
 --   missed (fire times skipped, for the record), live_s
 -- State fields: since (first check-in), last_fire, last_missed; per definition
@@ -21,7 +22,7 @@ local state, def, fire_arg, expected, missed, live_s =
   ARGV[n - 5], ARGV[n - 4], ARGV[n - 3], ARGV[n - 2], ARGV[n - 1], tonumber(ARGV[n])
 local now = now_s()
 local f = {}
-local flat = redis.call('HGETALL', state)
+local flat = read_task('HGETALL', state)
 for i = 1, #flat, 2 do
   f[flat[i]] = tonumber(flat[i + 1])  -- a hand-edited non-number reads as missing
 end
