@@ -78,10 +78,11 @@ def scheduler(url: str, *schedules: Schedule, manager_id: str = "a") -> Schedule
 
 
 def fired(url: str, topic: str = "jobs") -> list[dict[str, Any]]:
-    """Tasks waiting in ``topic``, oldest first: id and payload."""
+    """Every task of ``topic`` (nothing processes them here): id and payload, by fire time."""
     client, keys = connect(url), TopicKeys("kubetaskqueue", topic)
-    return [{"id": i, **json.loads(client.hget(keys.task(i), "payload") or "{}")}
-            for i in client.lrange(keys.input, 0, -1)]
+    tasks = [client.hgetall(key) for key in client.scan_iter(match=keys.task_prefix + "*")]
+    return sorted(({"id": t["id"], **json.loads(t["payload"])} for t in tasks),
+                  key=lambda task: task.get("fire_time", 0))
 
 
 def fires(url: str) -> list[tuple[float, int]]:
@@ -235,9 +236,9 @@ def test_rules_at_their_boundaries() -> None:
 def test_three_worker_processes_fire_an_every_second_schedule_once_a_second(
         redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
-    workers = Workers(redis_url, app="schedule_app:manager")
+    workers = Workers(redis_url)
     try:
-        procs = [workers.start() for _ in range(3)]
+        procs = [workers.start("schedule_app:manager") for _ in range(3)]
         wait_until(lambda: [v.managers for v in read_schedules(client, "kubetaskqueue")] == [3],
                    timeout_s=30, what="three managers declaring the schedule")
         secs, micros = client.time()
