@@ -24,6 +24,7 @@ from kubetaskqueue.admin import requeue_dead, select_dead
 from kubetaskqueue.cli import cli
 from kubetaskqueue.errors import RedisUnavailableError
 from kubetaskqueue.metrics import QueueStateCollector
+from kubetaskqueue.runner import RedisHealth
 from kubetaskqueue.store import connect
 from kubetaskqueue_operator.queue import RedisQueueReader
 from prometheus_client import CollectorRegistry
@@ -96,7 +97,9 @@ def test_one_manager_serves_topics_on_every_master(cluster: Cluster, cluster_url
     runner = threading.Thread(target=m.run, daemon=True)
     runner.start()
     wait_until(lambda: m.stats()["managers"] == 1, 10, what="manager registered")
-    time.sleep(0.3)  # idle: blocked on the wake-up lists
+    # Idle: every master has a client blocked on a wake-up list.
+    wait_until(lambda: all(redis.Redis(port=n.port).info("clients")["blocked_clients"] >= 1
+                           for n in cluster.nodes), 10, what="wake-up threads blocked")
     for topic in topics:
         m.enqueue(topic, {"sent": time.time()})
     wait_until(lambda: len(latency) == 3, 5, what="one task per master done")
@@ -232,9 +235,17 @@ def test_schedules_fire_into_topics_on_every_master_and_are_listed(
 
 
 def test_a_manager_rides_out_the_whole_cluster_going_away(
-        cluster: Cluster, cluster_url: str) -> None:
+        cluster: Cluster, cluster_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Last in the module: it restarts every node (data is not persisted here)."""
     topics = cluster.topics_on_every_node()
+    failed_in: set[str] = set()  # threads that met the outage
+    record_failure = RedisHealth.failure
+
+    def failure(health: RedisHealth, exc: Exception) -> float:
+        failed_in.add(threading.current_thread().name)
+        return record_failure(health, exc)
+
+    monkeypatch.setattr(RedisHealth, "failure", failure)
     m = Manager(cluster_url, poll_interval_s=0.2, num_workers=2, lease_ttl_s=3.0)
     done: list[str] = []
     for topic in topics:
@@ -245,7 +256,9 @@ def test_a_manager_rides_out_the_whole_cluster_going_away(
         wait_until(lambda: len(done) == 1, 10, what="first task done")
         for node in cluster.nodes:
             node.kill()
-        time.sleep(1.5)  # claim loop, wake-up threads and heartbeat all meet the outage
+        # The claim loop (woken by its wake-up threads) and the heartbeat meet the outage.
+        wait_until(lambda: {"kubetaskqueue-claim", "kubetaskqueue-maintenance"} <= failed_in,
+                   10, what="claim loop and heartbeat saw Redis down")
         for node in cluster.nodes:
             node.start()
         wait_until(lambda: cluster.client.cluster_info().get("cluster_state") == "ok", 30,

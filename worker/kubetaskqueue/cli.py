@@ -23,6 +23,7 @@ from .cluster import REDIS_ERRORS
 from .errors import KubeTaskQueueError, error_line
 from .logs import configure_logging
 from .manager import Manager
+from .settings import env_or_secret_file
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -85,7 +86,8 @@ def runtime_errors(fn: F) -> F:
 @click.option("--redis-url", default=None, metavar="URL", envvar="KUBETASKQUEUE_REDIS_URL",
               show_envvar=True,
               help="redis://, rediss:// (TLS), unix://, redis(s)+sentinel://, redis(s)+cluster:// "
-                   "or memory:// [default redis://localhost:6379/0]")
+                   "or memory:// [default redis://localhost:6379/0; or read from the file "
+                   "KUBETASKQUEUE_REDIS_URL_FILE names]")
 @click.option("--namespace", default=None, envvar="KUBETASKQUEUE_NAMESPACE", show_envvar=True,
               help="Key prefix shared by producers and workers")
 @click.option("--log-format", type=click.Choice(["auto", "json", "text"]), default="auto",
@@ -455,11 +457,12 @@ def dashboard(ctx: click.Context, port: int, host: str, allowed_hosts: tuple[str
     missing = missing_dependencies()
     if missing:
         _fail(f"the dashboard needs {' and '.join(missing)}: {INSTALL_HINT}")
-    token = os.environ.get("KUBETASKQUEUE_DASHBOARD_TOKEN", "").strip() or None
+    token = (env_or_secret_file("KUBETASKQUEUE_DASHBOARD_TOKEN") or "").strip() or None
     if allow_actions and (token is None or len(token) < TOKEN_MIN_CHARS):
         raise click.UsageError(
             f"--allow-actions needs a bearer token of at least {TOKEN_MIN_CHARS} characters "
-            "in KUBETASKQUEUE_DASHBOARD_TOKEN (e.g. $(openssl rand -hex 32))")
+            "in KUBETASKQUEUE_DASHBOARD_TOKEN, or in the file KUBETASKQUEUE_DASHBOARD_TOKEN_FILE "
+            "names (e.g. $(openssl rand -hex 32))")
     from .dashboard.server import serve
 
     serve(_manager(ctx), host=host, port=port, allow_actions=allow_actions, token=token,
