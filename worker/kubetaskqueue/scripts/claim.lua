@@ -3,7 +3,7 @@
 -- ARGV: 1 task key prefix, 2 max, 3 lease ttl seconds, 4 owner (manager id), 5 promote limit
 -- Returns {seconds until the next scheduled task is due or -1, claimed}
 -- where claimed is a list of {id, token, attempts, payload, num_retries, timeout_s,
--- enqueued_at, ready_at, claimed_at}. Each claim bumps the task's fencing token.
+-- enqueued_at, ready_at, claimed_at, keep_result_s}. Each claim bumps the task's fencing token.
 -- A task hash whose counters are not integers (edited by hand) goes dead at once:
 -- HINCRBY would fail mid-script and strand the tasks claimed before it.
 local prefix, max, ttl, owner = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
@@ -34,9 +34,10 @@ while #claimed < max do
     redis.call('HSET', key, 'owner', owner, 'claimed_at', fmt(now))
     redis.call('ZADD', KEYS[3], now + ttl, id)
     emit('TASK_START', id, attempts, now, owner)
-    local f = redis.call('HMGET', key, 'payload', 'num_retries', 'timeout_s', 'enqueued_at', 'ready_at')
+    local f = redis.call('HMGET', key, 'payload', 'num_retries', 'timeout_s', 'enqueued_at', 'ready_at',
+      'keep_result_s')
     claimed[#claimed + 1] = {id, tostring(token), tostring(attempts), f[1] or '', f[2] or '0',
-      f[3] or '', f[4] or '0', f[5] or '0', fmt(now)}
+      f[3] or '', f[4] or '0', f[5] or '0', fmt(now), f[6] or ''}
   end
 end
 if #claimed > 0 then
