@@ -109,7 +109,8 @@ class QueueStateCollector(Collector):
             "Cluster-wide task events per topic, kept in Redis (the seed's counters): "
             "enqueued, started (attempts), retried, failed (moved to dead), completed, "
             "lost (worker losses: the task ran again, retry not spent), "
-            "fenced (late results refused).", labels=["topic", "event"])
+            "fenced (late results refused), dead_dropped (oldest dead tasks deleted by "
+            "dead_max_tasks / dead_ttl_s).", labels=["topic", "event"])
         for topic, t in sorted(state.topics.items()):
             for name in QUEUE_STATES:
                 tasks.add_metric([topic, name], getattr(t, name))
