@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from helpers import wait_until
-from kubetaskqueue import Manager, Task
-from kubetaskqueue import defaults
+from kubetaskqueue import Manager, Task, defaults
 from kubetaskqueue.cli import cli
 from kubetaskqueue.metrics import QueueStateCollector
 from kubetaskqueue.queue_state import read_queue_state
