@@ -372,7 +372,8 @@ def _report_skipped(topic: str, missing: dict[str, str]) -> None:
 @runtime_errors
 def dead_requeue(ctx: click.Context, topic: str, ids: tuple[str, ...], all_: bool,
                  error_contains: str | None, dry_run: bool) -> None:
-    """Move dead tasks back to input with a fresh retry budget."""
+    """Move dead tasks back to input with a fresh retry budget. Given ids that are not
+    dead are named (with where they are instead) and make the exit code 1."""
     store = _manager(ctx).store
     selection = _selection(ids, all_)
     missing = not_dead(store, topic, list(ids))
@@ -391,7 +392,8 @@ def dead_requeue(ctx: click.Context, topic: str, ids: tuple[str, ...], all_: boo
 @runtime_errors
 def dead_purge(ctx: click.Context, topic: str, ids: tuple[str, ...], all_: bool,
                dry_run: bool) -> None:
-    """Delete dead tasks for good."""
+    """Delete dead tasks for good. Given ids that are not dead are named (with where
+    they are instead) and make the exit code 1."""
     store = _manager(ctx).store
     selection = _selection(ids, all_)
     missing = not_dead(store, topic, list(ids))
