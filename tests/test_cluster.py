@@ -18,7 +18,7 @@ import pytest
 import redis
 from click.testing import CliRunner
 from helpers import RedisServer, free_cluster_port, wait_until
-from kubetaskqueue import ConfigError, Manager, Task
+from kubetaskqueue import ConfigError, Manager, ResultTimeoutError, Task
 from kubetaskqueue import cluster as cluster_module
 from kubetaskqueue.admin import requeue_dead, select_dead
 from kubetaskqueue.cli import cli
@@ -149,9 +149,11 @@ def test_results_lookup_delete_and_dead_retention(cluster: Cluster, cluster_url:
     m.run(burst=True)
     assert m.result(topic, kept, wait_s=5) == 42
     assert m.stats()["topics"][topic]["dead_dropped"] == 1  # the cap is 1
-    later = m.enqueue(topic, 1, delay_s=600)
+    later = m.enqueue(topic, 1, delay_s=600, keep_result_s=60)
     info = m.task(topic, later)
     assert info is not None and info.state == "scheduled"
+    with pytest.raises(ResultTimeoutError):  # a blocking wait on the topic's master
+        m.result(topic, later, wait_s=0.2)
     assert m.delete(topic, later) is True and m.task(topic, later) is None
 
 
