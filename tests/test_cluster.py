@@ -18,7 +18,7 @@ import pytest
 import redis
 from click.testing import CliRunner
 from helpers import RedisServer, free_cluster_port, wait_until
-from kubetaskqueue import ConfigError, Manager, Task
+from kubetaskqueue import ConfigError, Manager, ResultTimeoutError, Task
 from kubetaskqueue import cluster as cluster_module
 from kubetaskqueue.admin import requeue_dead, select_dead
 from kubetaskqueue.cli import cli
@@ -135,6 +135,29 @@ def test_retries_dead_and_requeue_on_another_master(cluster: Cluster, cluster_ur
     m.run(burst=True)
     assert attempts == [1, 2, 1]
     assert m.stats()["topics"][topic]["completed"] == 1
+
+
+def test_results_lookup_delete_and_dead_retention(cluster: Cluster, cluster_url: str) -> None:
+    topic = cluster.topics_on_every_node()[1]
+    m = Manager(cluster_url, poll_interval_s=0.1, num_workers=2, dead_max_tasks=1)
+
+    @m.processor(topic)
+    def double(task: Task) -> int:
+        if task.payload == 0:
+            raise RuntimeError("zero")
+        return int(task.payload) * 2
+
+    kept = m.enqueue(topic, 21, keep_result_s=60)
+    m.enqueue_many(topic, [0, 0])
+    m.run(burst=True)
+    assert m.result(topic, kept, wait_s=5) == 42
+    assert m.stats()["topics"][topic]["dead_dropped"] == 1  # the cap is 1
+    later = m.enqueue(topic, 1, delay_s=600, keep_result_s=60)
+    info = m.task(topic, later)
+    assert info is not None and info.state == "scheduled"
+    with pytest.raises(ResultTimeoutError):  # a blocking wait on the topic's master
+        m.result(topic, later, wait_s=0.2)
+    assert m.delete(topic, later) is True and m.task(topic, later) is None
 
 
 def test_watch_follows_topics_in_different_slots(cluster: Cluster, cluster_url: str) -> None:

@@ -16,8 +16,8 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from .admin import iter_dead, purge_dead, requeue_dead, select_dead, wait_for_task
-from .cli_enqueue import enqueue_file
+from .admin import iter_dead, not_dead, purge_dead, requeue_dead, select_dead
+from .cli_enqueue import enqueue_file, wait_for
 from .cli_schedules import schedules
 from .cluster import REDIS_ERRORS
 from .errors import KubeTaskQueueError, error_line
@@ -55,6 +55,7 @@ Examples:
   kubetaskqueue events --topic email
   kubetaskqueue dead list email --error Timeout
   kubetaskqueue dead requeue email --all --dry-run
+  kubetaskqueue task show email 3f2a...   # where one task is; task delete to drop it
 
 Options also read KUBETASKQUEUE_<NAME> (e.g. KUBETASKQUEUE_REDIS_URL,
 KUBETASKQUEUE_NUM_WORKERS); flags win over the environment.
@@ -221,16 +222,20 @@ def exporter(ctx: click.Context, http_port: int, topics: tuple[str, ...]) -> Non
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Seconds an attempt may run")
 @click.option("--id", "task_id", default=None, help="Task id (rejected if it exists)")
+@click.option("--keep-result", "keep_result_s", type=click.FloatRange(min=0, min_open=True),
+              default=None, metavar="SECONDS",
+              help="Keep what the processor returns (JSON) this long after success")
 @click.option("--wait", "wait_s", type=click.FloatRange(min=0, min_open=True), default=None,
               metavar="SECONDS",
-              help="Wait for the task: exit 0 if it completed, 1 if it died or time ran out")
+              help="Wait for the task: exit 0 if it completed (printing its result, if kept), "
+                   "1 if it died or time ran out")
 @click.option("--json", "as_json", is_flag=True,
               help='Print {"enqueued": N, "ids": [...]} instead of the id or the count')
 @click.pass_context
 @runtime_errors
 def enqueue(ctx: click.Context, topic: str, payload: str | None, lines: IO[str] | None,
             retries: int, delay: float | None, timeout: float | None, task_id: str | None,
-            wait_s: float | None, as_json: bool) -> None:
+            keep_result_s: float | None, wait_s: float | None, as_json: bool) -> None:
     """Enqueue one task with a JSON payload (prints its id), or with --file one task
     per line, in chunks of 1,000 (prints the count). Options apply to every task."""
     if lines is not None:
@@ -239,7 +244,7 @@ def enqueue(ctx: click.Context, topic: str, payload: str | None, lines: IO[str] 
         if task_id is not None or wait_s is not None:
             raise click.UsageError("--id and --wait take one JSON payload, not --file")
         enqueue_file(_manager(ctx), topic, lines, num_retries=retries, delay_s=delay,
-                     timeout_s=timeout, as_json=as_json)
+                     timeout_s=timeout, as_json=as_json, keep_result_s=keep_result_s)
         return
     if payload is None:
         raise click.UsageError("give one JSON payload or --file PATH")
@@ -249,15 +254,10 @@ def enqueue(ctx: click.Context, topic: str, payload: str | None, lines: IO[str] 
         raise click.BadParameter(f"not valid JSON: {exc}", param_hint="JSON") from exc
     manager = _manager(ctx)
     task_id = manager.enqueue(topic, body, num_retries=retries, delay_s=delay,
-                              timeout_s=timeout, task_id=task_id)
+                              timeout_s=timeout, task_id=task_id, keep_result_s=keep_result_s)
     click.echo(json.dumps({"enqueued": 1, "ids": [task_id]}) if as_json else task_id)
-    if wait_s is None:
-        return
-    state = wait_for_task(manager.store, topic, task_id, wait_s)
-    if state == "dead":
-        _fail(f"task {task_id} died: see `kubetaskqueue dead list {topic}`")
-    if state == "pending":
-        _fail(f"task {task_id} did not finish within {wait_s:g}s")
+    if wait_s is not None:
+        wait_for(manager, topic, task_id, wait_s, keeps_result=keep_result_s is not None)
 
 
 STATS_COLUMNS = ("input", "scheduled", "work", "dead", "enqueued", "started", "retried",
@@ -374,6 +374,13 @@ def _selection(ids: tuple[str, ...], all_: bool) -> list[str] | None:
     return None if all_ else list(ids)
 
 
+def _report_skipped(topic: str, missing: dict[str, str]) -> None:
+    """Given ids that were no dead task (see admin.not_dead) were skipped: say so, exit 1."""
+    if missing:
+        _fail(f"not in the dead queue of {topic!r}, skipped: "
+              + ", ".join(f"{task_id} ({state})" for task_id, state in missing.items()))
+
+
 @dead.command("requeue")
 @click.argument("topic")
 @click.argument("ids", nargs=-1, metavar="[ID]...")
@@ -385,11 +392,15 @@ def _selection(ids: tuple[str, ...], all_: bool) -> list[str] | None:
 @runtime_errors
 def dead_requeue(ctx: click.Context, topic: str, ids: tuple[str, ...], all_: bool,
                  error_contains: str | None, dry_run: bool) -> None:
-    """Move dead tasks back to input with a fresh retry budget."""
+    """Move dead tasks back to input with a fresh retry budget. Given ids that are not
+    dead are named (with where they are instead) and make the exit code 1."""
     store = _manager(ctx).store
-    chosen = select_dead(store, topic, _selection(ids, all_), error_contains)
+    selection = _selection(ids, all_)
+    missing = not_dead(store, topic, list(ids))
+    chosen = select_dead(store, topic, selection, error_contains)
     n = requeue_dead(store, topic, chosen, dry_run)
     click.echo(f"{'would requeue' if dry_run else 'requeued'} {n} task(s)")
+    _report_skipped(topic, missing)
 
 
 @dead.command("purge")
@@ -401,11 +412,15 @@ def dead_requeue(ctx: click.Context, topic: str, ids: tuple[str, ...], all_: boo
 @runtime_errors
 def dead_purge(ctx: click.Context, topic: str, ids: tuple[str, ...], all_: bool,
                dry_run: bool) -> None:
-    """Delete dead tasks for good."""
+    """Delete dead tasks for good. Given ids that are not dead are named (with where
+    they are instead) and make the exit code 1."""
     store = _manager(ctx).store
-    chosen = select_dead(store, topic, _selection(ids, all_), None)
+    selection = _selection(ids, all_)
+    missing = not_dead(store, topic, list(ids))
+    chosen = select_dead(store, topic, selection, None)
     n = purge_dead(store, topic, chosen, dry_run)
     click.echo(f"{'would purge' if dry_run else 'purged'} {n} task(s)")
+    _report_skipped(topic, missing)
 
 
 @cli.command(epilog=EPILOG)
@@ -470,6 +485,7 @@ def dashboard(ctx: click.Context, port: int, host: str, allowed_hosts: tuple[str
 
 
 cli.add_command(schedules)
+from . import cli_tasks  # noqa: E402, F401  (registers `task show|delete` on `cli`)
 
 
 def main() -> None:

@@ -11,13 +11,19 @@ its own tag. Nothing else in the code builds key names.
 | ``<ns>:{<topic>}:input``         | list | ready task ids, FIFO (RPUSH, LPOP)            |
 | ``<ns>:{<topic>}:scheduled``     | zset | id -> due time (delays and retry backoff)     |
 | ``<ns>:{<topic>}:work``          | zset | id -> lease deadline (in-flight tasks)        |
-| ``<ns>:{<topic>}:dead``          | list | dead task ids, newest first                   |
+| ``<ns>:{<topic>}:dead``          | list | dead task ids, newest first (capped by        |
+|                                  |      | dead_max_tasks and dead_ttl_s)                |
 | ``<ns>:{<topic>}:wake``          | list | wake-up hints for idle managers (capped)      |
 | ``<ns>:{<topic>}:stats``         | hash | counters (README's glossary): enqueued,       |
 |                                  |      | started, retried, failed (moved to dead),     |
-|                                  |      | completed, lost (worker losses), fenced       |
+|                                  |      | completed, lost (worker losses), fenced,      |
+|                                  |      | dead_dropped (oldest dead tasks deleted by    |
+|                                  |      | the retention)                                |
 | ``<ns>:{<topic>}:events``        | stream | recent task events (capped, see events.py)  |
-| ``<ns>:{<topic>}:task:<id>``     | hash | one task: see TASK_FIELDS                     |
+| ``<ns>:{<topic>}:task:<id>``     | hash | one task: see TASK_FIELDS; after success it   |
+|                                  |      | stays (state done) keep_result_s, if set      |
+| ``<ns>:{<topic>}:done:<id>``     | list | "the result is kept": wakes result waiters;   |
+|                                  |      | expires with the done task's hash             |
 | ``<ns>:{<topic>}:schedule:<name>`` | hash | a schedule's fire record: since, last_fire, |
 |                                  |      | last_missed, seen:/start:<definition> (see    |
 |                                  |      | fire_schedule.lua)                            |
@@ -52,9 +58,13 @@ TASK_FIELDS = (
     "failed_at",  # time of the last failed attempt
     "dead_at",
     "losses",  # times its worker was lost (lease expired, pod died); see max_worker_losses
+    "keep_result_s",  # set only by enqueue(keep_result_s=): keep the result this long
+    "result",  # the processor's return value as JSON (state done)
+    "done_at",  # when it succeeded, for a task that keeps its result
 )
 
-STAT_FIELDS = ("enqueued", "started", "retried", "failed", "completed", "lost", "fenced")
+STAT_FIELDS = ("enqueued", "started", "retried", "failed", "completed", "lost", "fenced",
+               "dead_dropped")
 
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}$")
 
@@ -119,6 +129,14 @@ class TopicKeys:
     def schedule(self, name: str) -> str:
         """A schedule's fire record, in the slot of the topic it fires into."""
         return f"{self.prefix}:schedule:{name}"
+
+    @property
+    def done_prefix(self) -> str:
+        """Prefix of the lists that say a task's result is kept (result waiters block on them)."""
+        return f"{self.prefix}:done:"
+
+    def done(self, task_id: str) -> str:
+        return f"{self.done_prefix}{task_id}"
 
 
 def topics_key(namespace: str) -> str:

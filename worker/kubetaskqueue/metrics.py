@@ -145,7 +145,8 @@ class QueueStateCollector(Collector):
             "Cluster-wide task events per topic, kept in Redis (the stats counters): "
             "enqueued, started (attempts), retried, failed (no retries left: moved to dead), "
             "completed, lost (worker losses: runs again without spending a retry, or dead "
-            "as poison), fenced (late results refused).", labels=["topic", "event"])
+            "as poison), fenced (late results refused), dead_dropped (oldest dead tasks "
+            "deleted by dead_max_tasks / dead_ttl_s).", labels=["topic", "event"])
         for topic, t in sorted(state.topics.items()):
             for name in QUEUE_STATES:
                 tasks.add_metric([topic, name], getattr(t, name))

@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     reap_interval_s: Annotated[float, Field(gt=0)] = defaults.REAP_INTERVAL_S
     max_worker_losses: Annotated[int, Field(ge=0)] = defaults.MAX_WORKER_LOSSES
     events_max_len: Annotated[int, Field(ge=0)] = defaults.EVENTS_MAX_LEN
+    dead_max_tasks: Annotated[int, Field(ge=0)] = defaults.DEAD_MAX_TASKS
+    dead_ttl_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = defaults.DEAD_TTL_S
     http_port: Annotated[int, Field(ge=0, le=65535)] = defaults.HTTP_PORT
     child_max_tasks: Annotated[int, Field(ge=0)] = defaults.CHILD_MAX_TASKS
     burst_redis_wait_s: Annotated[float, Field(gt=0)] = defaults.BURST_REDIS_WAIT_S

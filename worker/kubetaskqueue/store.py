@@ -184,6 +184,7 @@ class Claimed:
     enqueued_at: str
     ready_at: str
     claimed_at: str  # Redis server time of the claim
+    keep_result_s: str  # '' = the result is not kept
 
 
 @dataclass(frozen=True)
@@ -193,17 +194,23 @@ class NewTask:
     num_retries: int
     timeout_s: float | None
     delay_s: float
+    keep_result_s: float | None = None
 
 
 class RedisStore:
     def __init__(self, client: Client, namespace: str = defaults.NAMESPACE,
-                 events_max_len: int = defaults.EVENTS_MAX_LEN) -> None:
+                 events_max_len: int = defaults.EVENTS_MAX_LEN,
+                 dead_max_tasks: int = defaults.DEAD_MAX_TASKS,
+                 dead_ttl_s: float = defaults.DEAD_TTL_S) -> None:
         self.client = client
         self.namespace = namespace
         self._listed_topics: set[str] = set()  # already in the topics set
         self._wake_fan_outs: dict[tuple[str, ...], WakeFanOut] = {}
-        # A constant in the script text rather than an argument of every call.
-        head = f"local EVENTS_MAX_LEN = {int(events_max_len)}\n"
+        self._next_dead_sweep: dict[str, float] = {}  # topic -> time.monotonic()
+        # Constants in the script text rather than arguments of every call.
+        head = (f"local EVENTS_MAX_LEN = {int(events_max_len)}\n"
+                f"local DEAD_MAX_TASKS, DEAD_TTL_S = {int(dead_max_tasks)}, {float(dead_ttl_s)!r}\n"
+                f"local DEAD_TRIM_PER_DEATH = {defaults.DEAD_TRIM_PER_DEATH}\n")
         self._scripts = {name: client.register_script(head + src)
                          for name, src in _SCRIPTS.items()}
 
@@ -259,7 +266,8 @@ class RedisStore:
         args: list[Any] = [k.task_prefix, topic, len(tasks)]
         for t in tasks:
             timeout = "" if t.timeout_s is None else repr(float(t.timeout_s))
-            args += [t.id, t.payload_json, t.num_retries, timeout, repr(float(t.delay_s))]
+            keep = "" if t.keep_result_s is None else repr(float(t.keep_result_s))
+            args += [t.id, t.payload_json, t.num_retries, timeout, repr(float(t.delay_s)), keep]
         return [k.input, k.scheduled, k.wake, k.stats, k.events], args
 
     def _list_topic(self, topic: str) -> None:
@@ -296,7 +304,7 @@ class RedisStore:
             [k.task_prefix, max_count, lease_ttl_s, owner, defaults.PROMOTE_LIMIT],
         )
         due_in = float(next_due)
-        claimed = [Claimed(r[0], r[1], int(r[2]), *r[3:9]) for r in rows]
+        claimed = [Claimed(r[0], r[1], int(r[2]), *r[3:10]) for r in rows]
         return (None if due_in < 0 else due_in), claimed
 
     def extend(self, topic: str, leases: list[tuple[str, str]], lease_ttl_s: float) -> list[str]:
@@ -308,11 +316,16 @@ class RedisStore:
         """Delete a finished task; False when the lease was lost (fenced)."""
         return not self.ack_many(topic, [(task_id, token)])
 
-    def ack_many(self, topic: str, leases: list[tuple[str, str]]) -> set[str]:
-        """Delete finished tasks given as (id, token) in one call; returns the fenced ids."""
+    def ack_many(self, topic: str, leases: list[tuple[str, str]],
+                 results: Mapping[str, str] | None = None) -> set[str]:
+        """Finish tasks given as (id, token) in one call; returns the fenced ids. A task
+        that keeps its result is given it in ``results`` (id -> JSON text)."""
         k = self.keys(topic)
-        return set(self._run("ack", [k.work, k.stats, k.events],
-                             [k.task_prefix, *_flat(leases)]))
+        args = [k.task_prefix, k.done_prefix]
+        kept = results or {}
+        for task_id, token in leases:
+            args += [task_id, token, kept.get(task_id, "")]
+        return set(self._run("ack", [k.work, k.stats, k.events], args))
 
     def fail(self, topic: str, task_id: str, token: str, error: str, retry_delay_s: float,
              *, bury: bool = False) -> str:
@@ -330,11 +343,17 @@ class RedisStore:
                               [k.task_prefix, task_id, token]))
 
     def reap(self, topic: str, max_worker_losses: int) -> tuple[int, int]:
-        """Expired leases are worker losses (retry not spent); returns (requeued, dead)."""
+        """Expired leases are worker losses (retry not spent); returns (requeued, dead).
+        Once every DEAD_SWEEP_INTERVAL_S it also sweeps the dead queue's retention."""
         k = self.keys(topic)
+        now = time.monotonic()
+        sweep = 0
+        if now >= self._next_dead_sweep.get(topic, 0.0):
+            sweep = defaults.DEAD_SWEEP_LIMIT
+            self._next_dead_sweep[topic] = now + defaults.DEAD_SWEEP_INTERVAL_S
         lost, dead = self._run(
             "reap", [k.input, k.scheduled, k.work, k.dead, k.stats, k.wake, k.events],
-            [k.task_prefix, defaults.REAP_LIMIT, max_worker_losses],
+            [k.task_prefix, defaults.REAP_LIMIT, max_worker_losses, sweep],
         )
         return int(lost), int(dead)
 
@@ -395,6 +414,28 @@ class RedisStore:
     def dead_purge(self, topic: str, ids: list[str]) -> int:
         k = self.keys(topic)
         return int(self._run("dead_purge", [k.dead], [k.task_prefix, *ids]))
+
+    # -- one task ---------------------------------------------------------------
+
+    def task_info(self, topic: str, task_id: str) -> list[Any]:
+        """[] for an unknown id, else [state, flat hash, lease deadline, ms to expiry]."""
+        k = self.keys(topic)
+        return list(self._run("task_info", [k.input, k.scheduled, k.work, k.dead],
+                              [k.task_prefix, task_id]))
+
+    def task_delete(self, topic: str, task_id: str) -> str:
+        """Delete a waiting task; returns the state it was in ('' = unknown). Only
+        scheduled, input and dead tasks are deleted."""
+        k = self.keys(topic)
+        return str(self._run("task_delete", [k.input, k.scheduled, k.work, k.dead, k.events],
+                             [k.task_prefix, task_id]))
+
+    def wait_done(self, topic: str, task_id: str, timeout_s: float) -> bool:
+        """Block until the task's result is kept (True) or the timeout passes (False).
+        The done list is rotated onto itself, not popped, so it wakes every waiter."""
+        done = self.keys(topic).done(task_id)
+        return self.client.blmove(done, done, max(0.01, timeout_s),  # type: ignore[arg-type]
+                                  "LEFT", "RIGHT") is not None  # (Redis >= 6 takes fractions)
 
     def inspect(self, topic: str) -> list[Any]:
         k = self.keys(topic)

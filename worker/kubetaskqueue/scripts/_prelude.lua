@@ -71,13 +71,19 @@ local function place_ready(input, scheduled, key, id, now, delay)
   end
 end
 
+-- Whether a failed attempt of the task in `key` is its last one; and its attempts.
+local function retries_spent(key)
+  local f = redis.call('HMGET', key, 'attempts', 'num_retries')
+  local attempts = tonumber(f[1]) or 0
+  return attempts > (tonumber(f[2]) or 0), attempts
+end
+
 -- A failed attempt: retry after `delay` while retries remain, else bury in dead.
 -- The id must already be out of the work set. Returns 'retried' or 'dead'.
 local function settle_failure(k, key, id, now, err, delay, force_dead)
-  local f = redis.call('HMGET', key, 'attempts', 'num_retries')
-  local attempts, num_retries = tonumber(f[1]) or 0, tonumber(f[2]) or 0
+  local spent, attempts = retries_spent(key)
   redis.call('HSET', key, 'last_error', err, 'failed_at', fmt(now), 'owner', '')
-  if force_dead or attempts > num_retries then
+  if force_dead or spent then
     redis.call('LPUSH', k.dead, id)
     redis.call('HSET', key, 'dead_at', fmt(now))
     redis.call('HINCRBY', k.stats, 'failed', 1)
@@ -117,4 +123,66 @@ local function settle_worker_loss(k, key, id, now, kind, reason, max_losses)
   redis.call('LPUSH', k.input, id)
   wake_managers(k.wake, 1)
   return 'lost'
+end
+
+-- Dead-queue retention. DEAD_MAX_TASKS (0 = no cap) and DEAD_TTL_S (0 = kept until
+-- purged) are set by store.py in its header line, as EVENTS_MAX_LEN. The dead list
+-- is newest first, so the oldest dead tasks are its tail. A script that buries
+-- reads the tail first (old_dead, reads only, before its first write), then drops
+-- what is over the cap or past the age (drop_old_dead): a few a death
+-- (DEAD_TRIM_PER_DEATH), more in the reaper's periodic sweep.
+
+-- Reads only: up to `limit` ids at the dead tail, oldest first, that may have to
+-- go once `deaths` more tasks died in this script; each {id, past the age}.
+local function old_dead(k, prefix, now, limit, deaths)
+  local found = {}
+  if limit <= 0 then return found end
+  local len = redis.call('LLEN', k.dead)
+  local over = DEAD_MAX_TASKS > 0 and len + deaths - DEAD_MAX_TASKS or 0
+  if over <= 0 and DEAD_TTL_S <= 0 then return found end
+  for i = 1, math.min(limit, len) do
+    local id = redis.call('LINDEX', k.dead, -i)
+    local f = read_task('HMGET', prefix .. id, 'id', 'dead_at')
+    -- An id without its hash is a leftover: nothing is lost by dropping it.
+    local expired = not f[1] or (DEAD_TTL_S > 0 and (tonumber(f[2]) or now) <= now - DEAD_TTL_S)
+    if i > over and not expired then break end
+    found[i] = {id, expired}
+  end
+  return found
+end
+
+-- Drop what old_dead found, oldest first, while the dead queue is over its cap or
+-- the task is past the age; its hash goes too. Counted as the topic's dead_dropped.
+local function drop_old_dead(k, prefix, old, now)
+  local dropped = 0
+  for _, c in ipairs(old) do
+    local over = DEAD_MAX_TASKS > 0 and redis.call('LLEN', k.dead) > DEAD_MAX_TASKS
+    if not (over or c[2]) or redis.call('LINDEX', k.dead, -1) ~= c[1] then break end
+    redis.call('RPOP', k.dead)
+    redis.call('DEL', prefix .. c[1])
+    dropped = dropped + 1
+    emit('TASK_DROPPED', c[1], '', now, over and ('over dead_max_tasks ' .. DEAD_MAX_TASKS)
+      or ('dead longer than dead_ttl_s ' .. DEAD_TTL_S))
+  end
+  if dropped > 0 then
+    redis.call('HINCRBY', k.stats, 'dead_dropped', dropped)
+  end
+end
+
+-- Where a task is: 'done' (succeeded, result kept), 'work', 'scheduled', 'dead' or
+-- 'input'; nil when its hash is gone. `f` is HMGET key 'id', 'done_at', 'dead_at'.
+-- INPUT CHECK: input is a list, where a membership test (LPOS) is O(n); every
+-- script moves a task atomically, so a task found nowhere else is in input.
+local function task_state(k, id, f)
+  if not f[1] then return nil end
+  if f[2] then return 'done' end
+  if redis.call('ZSCORE', k.work, id) then return 'work' end
+  if redis.call('ZSCORE', k.scheduled, id) then return 'scheduled' end
+  if f[3] then return 'dead' end
+  return 'input'
+end
+
+-- Take a waiting task out of input (O(n) on the list); returns 1, or 0 if absent.
+local function remove_from_input(k, id)
+  return redis.call('LREM', k.input, 1, id)
 end

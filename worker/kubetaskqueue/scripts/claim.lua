@@ -3,7 +3,7 @@
 -- ARGV: 1 task key prefix, 2 max, 3 lease ttl seconds, 4 owner (manager id), 5 promote limit
 -- Returns {seconds until the next scheduled task is due or -1, claimed}
 -- where claimed is a list of {id, token, attempts, payload, num_retries, timeout_s,
--- enqueued_at, ready_at, claimed_at}. Each claim bumps the task's fencing token.
+-- enqueued_at, ready_at, claimed_at, keep_result_s}. Each claim bumps the task's fencing token.
 -- A task hash whose counters are not integers (edited by hand) goes dead at once:
 -- HINCRBY would fail mid-script and strand the tasks claimed before it.
 local prefix, max, ttl, owner = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
@@ -19,7 +19,7 @@ end
 local found = {}
 for i, id in ipairs(picked) do
   found[i] = read_task('HMGET', prefix .. id, 'token', 'attempts', 'payload', 'num_retries',
-    'timeout_s', 'enqueued_at', 'ready_at', 'id')
+    'timeout_s', 'enqueued_at', 'ready_at', 'id', 'keep_result_s')
 end
 for _, id in ipairs(due) do
   redis.call('ZREM', KEYS[2], id)
@@ -47,7 +47,7 @@ for i, id in ipairs(picked) do
     redis.call('ZADD', KEYS[3], now + ttl, id)
     emit('TASK_START', id, attempts, now, owner)
     claimed[#claimed + 1] = {id, tostring(token), tostring(attempts), f[3] or '', f[4] or '0',
-      f[5] or '', f[6] or '0', f[7] or '0', fmt(now)}
+      f[5] or '', f[6] or '0', f[7] or '0', fmt(now), f[9] or ''}
   end
 end
 if #claimed > 0 then

@@ -1,23 +1,27 @@
 -- enqueue: store new tasks and make them ready (or scheduled when delayed).
 -- KEYS: 1 input, 2 scheduled, 3 wake, 4 stats, 5 events
 -- ARGV: 1 task key prefix, 2 topic, 3 count n,
---       then n groups of 5: id, payload JSON, num_retries, timeout_s ('' = none), delay_s
+--       then n groups of 6: id, payload JSON, num_retries, timeout_s ('' = none), delay_s,
+--       keep_result_s ('' = none: the hash gets the field only when set)
 -- Returns {1} on success, {0, id} when a task with that id exists (nothing written).
 local prefix, topic, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
 for i = 0, n - 1 do
-  local id = ARGV[4 + i * 5]
+  local id = ARGV[4 + i * 6]
   if read_task('EXISTS', prefix .. id) == 1 then
     return {0, id}
   end
 end
 local now = now_s()
 for i = 0, n - 1 do
-  local b = 4 + i * 5
+  local b = 4 + i * 6
   local id, delay = ARGV[b], tonumber(ARGV[b + 4])
   local key = prefix .. id
   redis.call('HSET', key, 'id', id, 'topic', topic, 'payload', ARGV[b + 1],
     'num_retries', ARGV[b + 2], 'timeout_s', ARGV[b + 3], 'attempts', 0, 'token', 0,
     'enqueued_at', fmt(now))
+  if ARGV[b + 5] ~= '' then
+    redis.call('HSET', key, 'keep_result_s', ARGV[b + 5])
+  end
   place_ready(KEYS[1], KEYS[2], key, id, now, delay)
   emit('TASK_ENQUEUE', id, 0, now, delay > 0 and ('due in ' .. fmt(delay) .. 's') or '')
 end
