@@ -553,7 +553,14 @@ def _log_outcome(topic: str, task_id: str, attempt_no: int, result: str, outcome
     elif outcome.retry_delay_s is not None and result == "retried":
         log.info("task %s of %r asked to retry in %.3fs", task_id, topic, outcome.retry_delay_s)
     else:
-        level = logging.ERROR if result == "dead" else logging.WARNING
-        log.log(level, "task %s of %r failed attempt %d (%s): %s", task_id, topic, attempt_no,
-                result, error_line(outcome.error or ""))
+        error = (outcome.error or "").strip()
+        message = error_line(error)
+        # The traceback under that line: once when the task goes dead (as RQ and Celery log
+        # it), and for every failed attempt with -v (debug).
+        dead = result == "dead"
+        if error != message and (dead or log.isEnabledFor(logging.DEBUG)):
+            message += "\n" + error
+        log.log(logging.ERROR if dead else logging.WARNING,
+                "task %s of %r failed attempt %d (%s): %s", task_id, topic, attempt_no, result,
+                message)
 
