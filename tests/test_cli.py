@@ -18,8 +18,9 @@ from kubetaskqueue.keys import TopicKeys
 
 
 @pytest.fixture
-def url() -> str:
-    return f"memory://cli-{uuid.uuid4().hex}"
+def url(redis_url: str) -> str:
+    """A real redis-server: the CLI refuses to change memory://, which dies with it."""
+    return redis_url
 
 
 def run(*args: str, stdin: str | None = None,
@@ -267,3 +268,21 @@ def test_enqueue_usage_errors(redis_url: str, tmp_path: Path) -> None:
         code, _, err = run("--redis-url", redis_url, "enqueue", "t", *args)
         assert code == 2 and says in err, (args, err)
     assert stored(redis_url, "t") == []
+
+
+@pytest.mark.parametrize("args", [
+    ["enqueue", "email", "{}"],
+    ["enqueue", "email", "--file", "-"],
+    ["dead", "requeue", "email", "--all"],
+    ["dead", "purge", "email", "--all"],
+])
+def test_commands_whose_effect_would_vanish_refuse_memory_urls(args: list[str]) -> None:
+    url = f"memory://cli-{uuid.uuid4().hex}"
+    for how in (["--redis-url", url], []):
+        code, out, err = run(*how, *args, stdin="{}\n", env={"KUBETASKQUEUE_REDIS_URL": url})
+        assert (code, out) == (2, "")
+        command = " ".join(args[:2]) if args[0] == "dead" else "enqueue"
+        assert err == (f"error: memory:// is a store inside this one process and vanishes when "
+                       f"it exits, so `{command}` would be lost; use a Redis URL (--redis-url "
+                       "or KUBETASKQUEUE_REDIS_URL)\n")
+    assert Manager(url).stats()["topics"] == {}

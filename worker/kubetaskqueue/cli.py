@@ -106,6 +106,18 @@ def _manager(ctx: click.Context) -> Manager:
         raise click.UsageError(str(exc)) from exc
 
 
+def _lasting_manager(ctx: click.Context, command: str) -> Manager:
+    """A manager for a command that changes the queue: refuses memory://, where the change
+    would vanish with this process (a worker elsewhere could never see it)."""
+    manager = _manager(ctx)
+    if manager.settings.redis_url.startswith("memory://"):
+        click.echo(f"error: memory:// is a store inside this one process and vanishes when it "
+                   f"exits, so `{command}` would be lost; use a Redis URL (--redis-url or "
+                   "KUBETASKQUEUE_REDIS_URL)", err=True)
+        sys.exit(EXIT_USAGE)
+    return manager
+
+
 def load_manager(path: str) -> Manager:
     """Import ``module:attr`` (from the current directory too) and check it is a Manager."""
     module_name, _, attr = path.partition(":")
@@ -234,8 +246,8 @@ def enqueue(ctx: click.Context, topic: str, payload: str | None, lines: IO[str] 
             raise click.UsageError("give one JSON payload or --file PATH, not both")
         if task_id is not None or wait_s is not None:
             raise click.UsageError("--id and --wait take one JSON payload, not --file")
-        enqueue_file(_manager(ctx), topic, lines, num_retries=retries, delay_s=delay,
-                     timeout_s=timeout, as_json=as_json)
+        enqueue_file(_lasting_manager(ctx, "enqueue"), topic, lines, num_retries=retries,
+                     delay_s=delay, timeout_s=timeout, as_json=as_json)
         return
     if payload is None:
         raise click.UsageError("give one JSON payload or --file PATH")
@@ -243,7 +255,7 @@ def enqueue(ctx: click.Context, topic: str, payload: str | None, lines: IO[str] 
         body = json.loads(payload)
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"not valid JSON: {exc}", param_hint="JSON") from exc
-    manager = _manager(ctx)
+    manager = _lasting_manager(ctx, "enqueue")
     task_id = manager.enqueue(topic, body, num_retries=retries, delay_s=delay,
                               timeout_s=timeout, task_id=task_id)
     click.echo(json.dumps({"enqueued": 1, "ids": [task_id]}) if as_json else task_id)
@@ -366,7 +378,7 @@ def _selection(ids: tuple[str, ...], all_: bool) -> list[str] | None:
 def dead_requeue(ctx: click.Context, topic: str, ids: tuple[str, ...], all_: bool,
                  error_contains: str | None, dry_run: bool) -> None:
     """Move dead tasks back to input with a fresh retry budget."""
-    store = _manager(ctx).store
+    store = _lasting_manager(ctx, "dead requeue").store
     chosen = select_dead(store, topic, _selection(ids, all_), error_contains)
     n = requeue_dead(store, topic, chosen, dry_run)
     click.echo(f"{'would requeue' if dry_run else 'requeued'} {n} task(s)")
@@ -382,7 +394,7 @@ def dead_requeue(ctx: click.Context, topic: str, ids: tuple[str, ...], all_: boo
 def dead_purge(ctx: click.Context, topic: str, ids: tuple[str, ...], all_: bool,
                dry_run: bool) -> None:
     """Delete dead tasks for good."""
-    store = _manager(ctx).store
+    store = _lasting_manager(ctx, "dead purge").store
     chosen = select_dead(store, topic, _selection(ids, all_), None)
     n = purge_dead(store, topic, chosen, dry_run)
     click.echo(f"{'would purge' if dry_run else 'purged'} {n} task(s)")
