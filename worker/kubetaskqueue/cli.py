@@ -19,7 +19,7 @@ import click
 from .admin import iter_dead, purge_dead, requeue_dead, select_dead, wait_for_task
 from .cli_enqueue import enqueue_file
 from .cluster import REDIS_ERRORS
-from .errors import KubeTaskQueueError, error_line
+from .errors import KubeTaskQueueError, error_line, redis_error_text
 from .logs import configure_logging
 from .manager import Manager
 from .version import __version__
@@ -42,20 +42,21 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 EPILOG = """\b
 Examples:
-  kubetaskqueue demo --tasks 500
+  kubetaskqueue demo
   kubetaskqueue worker myapp.tasks:manager --num-workers 16
   kubetaskqueue enqueue email '{"to": "a@b.c"}' --retries 5
-  kubetaskqueue enqueue email '{"to": "a@b.c"}' --wait 60   # a smoke test
-  kubetaskqueue enqueue email --file tasks.jsonl   # one JSON payload a line
-  kubetaskqueue stats --json
-  kubetaskqueue exporter --http-port 9100
-  kubetaskqueue events --topic email
-  kubetaskqueue dead list email --error Timeout
-  kubetaskqueue dead requeue email --all --dry-run
+  kubetaskqueue stats
+  kubetaskqueue dead list email
 
-Options also read KUBETASKQUEUE_<NAME> (e.g. KUBETASKQUEUE_REDIS_URL,
-KUBETASKQUEUE_NUM_WORKERS); flags win over the environment.
+Each command's --help shows its own examples. Options also read
+KUBETASKQUEUE_<NAME> (e.g. KUBETASKQUEUE_REDIS_URL, KUBETASKQUEUE_NUM_WORKERS);
+flags win over the environment.
 """
+
+
+def examples(*lines: str) -> str:
+    """A command's epilog: its examples, kept as written (click rewraps text otherwise)."""
+    return "\b\nExamples:\n" + "".join(f"  {line}\n" for line in lines)
 
 
 def _fail(message: str) -> None:
@@ -72,7 +73,7 @@ def runtime_errors(fn: F) -> F:
         except KubeTaskQueueError as exc:
             _fail(str(exc))
         except REDIS_ERRORS as exc:
-            _fail(f"Redis failed: {exc}; is it running? (set KUBETASKQUEUE_REDIS_URL)")
+            _fail(f"Redis failed: {redis_error_text(exc)}")
         except ValueError as exc:
             _fail(str(exc))
     return wrapper  # type: ignore[return-value]
@@ -136,7 +137,11 @@ def load_manager(path: str) -> Manager:
     return obj
 
 
-@cli.command(epilog=EPILOG)
+@cli.command(epilog=examples(
+    "kubetaskqueue worker myapp.tasks:manager --num-workers 16",
+    "kubetaskqueue worker myapp.tasks:manager --burst   # a job: exit once the topics are empty",
+    "kubetaskqueue -v worker myapp.tasks:manager        # log every outcome and traceback",
+))
 @click.argument("app", metavar="MODULE:ATTR")
 @click.option("--num-workers", type=click.IntRange(min=1), default=None,
               envvar="KUBETASKQUEUE_NUM_WORKERS", show_envvar=True,
@@ -190,7 +195,10 @@ def _serve(port: int, registry: CollectorRegistry,
     return start_http_server(port, registry, readiness)
 
 
-@cli.command(epilog=EPILOG)
+@cli.command(epilog=examples(
+    "kubetaskqueue exporter --http-port 9100",
+    "kubetaskqueue exporter --topic email --topic resize",
+))
 @click.option("--http-port", type=click.IntRange(1, 65535), default=9100, show_default=True,
               envvar="KUBETASKQUEUE_HTTP_PORT", show_envvar=True,
               help="Port of /metrics and /healthz")
@@ -216,7 +224,12 @@ def exporter(ctx: click.Context, http_port: int, topics: tuple[str, ...]) -> Non
     stop.wait()
 
 
-@cli.command(epilog=EPILOG)
+@cli.command(epilog=examples(
+    "kubetaskqueue enqueue email '{\"to\": \"a@b.c\"}' --retries 5",
+    "kubetaskqueue enqueue email '{\"to\": \"a@b.c\"}' --delay 60      # runs in a minute",
+    "kubetaskqueue enqueue email '{\"to\": \"a@b.c\"}' --wait 60       # a smoke test",
+    "kubetaskqueue enqueue email --file tasks.jsonl   # one JSON payload a line (- = stdin)",
+))
 @click.argument("topic")
 @click.argument("payload", metavar="[JSON]", required=False)
 @click.option("--file", "lines", type=click.File("r", encoding="utf-8"), default=None,
@@ -272,7 +285,10 @@ STATS_COLUMNS = ("input", "scheduled", "work", "dead", "enqueued", "started", "r
                  "failed", "completed")
 
 
-@cli.command(epilog=EPILOG)
+@cli.command(epilog=examples(
+    "kubetaskqueue stats",
+    "kubetaskqueue stats --json",
+))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output")
 @click.pass_context
 @runtime_errors
@@ -298,7 +314,11 @@ def format_stats_table(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-@cli.command(epilog=EPILOG)
+@cli.command(epilog=examples(
+    "kubetaskqueue events --topic email",
+    "kubetaskqueue events --json --from-start      # what Redis still holds, then live",
+    "kubetaskqueue events --stats-interval 0       # task events only",
+))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object a line")
 @click.option("--topic", "topics", multiple=True,
               help="Only these topics (repeatable) [default: all, including new ones]")
@@ -334,12 +354,19 @@ def format_event(event: Event) -> str:
     return f"{stamp} {event.type} {who}{attempt}{detail}"
 
 
-@cli.group(epilog=EPILOG)
+@cli.group(epilog=examples(
+    "kubetaskqueue dead list email --error Timeout",
+    "kubetaskqueue dead requeue email --all --dry-run",
+    "kubetaskqueue dead purge email 4f6b0c2e9a7d4e1b8c3a5d7f9e1b2c4d",
+))
 def dead() -> None:
     """Inspect, requeue or purge dead tasks (failed after all retries)."""
 
 
-@dead.command("list")
+@dead.command("list", epilog=examples(
+    "kubetaskqueue dead list email",
+    "kubetaskqueue dead list email --error Timeout --json",
+))
 @click.argument("topic")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object a line")
 @click.option("--error", "error_contains", default=None, metavar="SUBSTRING",
@@ -352,7 +379,7 @@ def dead_list(ctx: click.Context, topic: str, as_json: bool, error_contains: str
     for task in iter_dead(_manager(ctx).store, topic, error_contains):
         count += 1
         if as_json:
-            click.echo(json.dumps(task.as_dict()))
+            click.echo(json.dumps({**task.as_dict(), "payload": task.decoded_payload()}))
         else:
             click.echo(f"{task.id}  attempts={task.attempts}  {error_line(task.last_error)}  "
                        f"payload={task.payload}")
@@ -366,7 +393,11 @@ def _selection(ids: tuple[str, ...], all_: bool) -> list[str] | None:
     return None if all_ else list(ids)
 
 
-@dead.command("requeue")
+@dead.command("requeue", epilog=examples(
+    "kubetaskqueue dead requeue email --all --dry-run   # how many would move",
+    "kubetaskqueue dead requeue email --all --error Timeout",
+    "kubetaskqueue dead requeue email 4f6b0c2e9a7d4e1b8c3a5d7f9e1b2c4d",
+))
 @click.argument("topic")
 @click.argument("ids", nargs=-1, metavar="[ID]...")
 @click.option("--all", "all_", is_flag=True, help="Every dead task of TOPIC")
@@ -384,7 +415,10 @@ def dead_requeue(ctx: click.Context, topic: str, ids: tuple[str, ...], all_: boo
     click.echo(f"{'would requeue' if dry_run else 'requeued'} {n} task(s)")
 
 
-@dead.command("purge")
+@dead.command("purge", epilog=examples(
+    "kubetaskqueue dead purge email 4f6b0c2e9a7d4e1b8c3a5d7f9e1b2c4d",
+    "kubetaskqueue dead purge email --all --dry-run",
+))
 @click.argument("topic")
 @click.argument("ids", nargs=-1, metavar="[ID]...")
 @click.option("--all", "all_", is_flag=True, help="Every dead task of TOPIC")
@@ -400,7 +434,10 @@ def dead_purge(ctx: click.Context, topic: str, ids: tuple[str, ...], all_: bool,
     click.echo(f"{'would purge' if dry_run else 'purged'} {n} task(s)")
 
 
-@cli.command(epilog=EPILOG)
+@cli.command(epilog=examples(
+    "kubetaskqueue demo",
+    "kubetaskqueue demo --tasks 3000",
+))
 @click.option("--tasks", type=click.IntRange(min=1), default=300, show_default=True,
               help="How many tasks to run")
 @runtime_errors
@@ -418,12 +455,11 @@ def demo(tasks: int) -> None:
         click.echo(f"dead in {topic}: {count} x {reason}")
 
 
-@cli.command(epilog="""\b
-Examples:
-  kubetaskqueue dashboard --host 127.0.0.1      # then open http://127.0.0.1:8080/
-  KUBETASKQUEUE_DASHBOARD_TOKEN=$(openssl rand -hex 32) \\
-    kubetaskqueue dashboard --allow-actions
-""")
+@cli.command(epilog=examples(
+    "kubetaskqueue dashboard --host 127.0.0.1      # then open http://127.0.0.1:8080/",
+    "KUBETASKQUEUE_DASHBOARD_TOKEN=$(openssl rand -hex 32) \\",
+    "  kubetaskqueue dashboard --allow-actions",
+))
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True,
               envvar="KUBETASKQUEUE_DASHBOARD_PORT", show_envvar=True, help="Port of the page")
 @click.option("--host", default="127.0.0.1", show_default=True,

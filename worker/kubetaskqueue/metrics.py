@@ -106,7 +106,7 @@ class QueueStateCollector(Collector):
             "Age of the oldest task in the dead queue (0 when empty).", labels=["topic"])
         events = CounterMetricFamily(
             "kubetaskqueue_queue_events",
-            "Cluster-wide task events per topic, kept in Redis (the seed's counters): "
+            "Cluster-wide task events per topic, counted in Redis: "
             "enqueued, started (attempts), retried, failed (moved to dead), completed, "
             "lost (worker losses: the task ran again, retry not spent), "
             "fenced (late results refused).", labels=["topic", "event"])
