@@ -16,7 +16,13 @@ from typing import Any, TypeVar, get_args
 from . import defaults
 from .backoff import Backoff, default_backoff
 from .cluster import REDIS_ERRORS
-from .errors import ConfigError, KubeTaskQueueError, PayloadError, RedisUnavailableError
+from .errors import (
+    ConfigError,
+    KubeTaskQueueError,
+    PayloadError,
+    RedisUnavailableError,
+    redis_error_text,
+)
 from .events import Event, awatch, publish_manager_event, watch
 from .isolation import Isolation, reference
 from .keys import check_topic
@@ -416,6 +422,4 @@ def _check_ids(ids: list[str], count: int) -> None:
 
 
 def _unavailable(url: str, exc: Exception) -> RedisUnavailableError:
-    return RedisUnavailableError(
-        f"Redis at {redact_url(url)} failed: {exc}; is it running? (set KUBETASKQUEUE_REDIS_URL)"
-    )
+    return RedisUnavailableError(f"Redis at {redact_url(url)} failed: {redis_error_text(exc)}")

@@ -142,7 +142,7 @@ class QueueStateCollector(Collector):
             "Age of the oldest task in the dead queue (0 when empty).", labels=["topic"])
         events = CounterMetricFamily(
             "kubetaskqueue_queue_events",
-            "Cluster-wide task events per topic, kept in Redis (the stats counters): "
+            "Cluster-wide task events per topic, counted in Redis (the stats counters): "
             "enqueued, started (attempts), retried, failed (no retries left: moved to dead), "
             "completed, lost (worker losses: runs again without spending a retry, or dead "
             "as poison), fenced (late results refused), dead_dropped (oldest dead tasks "

@@ -557,10 +557,18 @@ def _log_outcome(topic: str, task_id: str, attempt_no: int, result: str, outcome
                     "refused (another attempt owns it)", task_id, topic)
     elif outcome.retry_delay_s is not None and result == "retried":
         log.info("task %s of %r asked to retry in %.3fs", task_id, topic, outcome.retry_delay_s)
-    elif result == "failed":
-        log.error("task %s of %r failed (attempt %d, no retries left; moved to dead): %s",
-                  task_id, topic, attempt_no, error_line(outcome.error or ""))
     else:
-        log.warning("task %s of %r: attempt %d errored (retried): %s", task_id, topic,
-                    attempt_no, error_line(outcome.error or ""))
+        failed = result == "failed"  # no retries left: moved to dead
+        error = (outcome.error or "").strip()
+        message = error_line(error)
+        # The traceback under that line: once when the task goes dead (as RQ and Celery log
+        # it), and for every errored attempt with -v (debug).
+        if error != message and (failed or log.isEnabledFor(logging.DEBUG)):
+            message += "\n" + error
+        if failed:
+            log.error("task %s of %r failed (attempt %d, no retries left; moved to dead): %s",
+                      task_id, topic, attempt_no, message)
+        else:
+            log.warning("task %s of %r: attempt %d errored (retried): %s", task_id, topic,
+                        attempt_no, message)
 
