@@ -5,6 +5,7 @@ from .errors import (
     DuplicateTaskError,
     KubeTaskQueueError,
     PayloadError,
+    QueueFullError,
     RedisUnavailableError,
     Retry,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "KubeTaskQueueError",
     "Manager",
     "PayloadError",
+    "QueueFullError",
     "RedisUnavailableError",
     "Retry",
     "Task",

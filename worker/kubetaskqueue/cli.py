@@ -18,6 +18,7 @@ import click
 
 from .admin import iter_dead, purge_dead, requeue_dead, select_dead, wait_for_task
 from .cli_enqueue import enqueue_file
+from .cli_topics import add_topic_commands, text_table
 from .cluster import REDIS_ERRORS
 from .errors import KubeTaskQueueError, error_line
 from .logs import configure_logging
@@ -52,6 +53,7 @@ Examples:
   kubetaskqueue events --topic email
   kubetaskqueue dead list email --error Timeout
   kubetaskqueue dead requeue email --all --dry-run
+  kubetaskqueue pause email         # and: resume email; topics; topics drop TOPIC
 
 Options also read KUBETASKQUEUE_<NAME> (e.g. KUBETASKQUEUE_REDIS_URL,
 KUBETASKQUEUE_NUM_WORKERS); flags win over the environment.
@@ -276,13 +278,13 @@ def stats(ctx: click.Context, as_json: bool) -> None:
 def format_stats_table(data: dict[str, Any]) -> str:
     rows = [("topic", *STATS_COLUMNS)]
     rows += [(name, *(str(t[c]) for c in STATS_COLUMNS)) for name, t in data["topics"].items()]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.rjust(w) if i else cell.ljust(w)
-                       for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
-             for row in rows]
+    lines = text_table(rows)
     if not data["topics"]:
         lines.append("(no topics yet)")
     lines.append(f"live managers: {data['managers']}")
+    paused = [name for name, t in data["topics"].items() if t.get("paused")]
+    if paused:
+        lines.append(f"paused (no claims): {', '.join(paused)}")
     return "\n".join(lines)
 
 
@@ -445,6 +447,9 @@ def dashboard(ctx: click.Context, port: int, host: str, allowed_hosts: tuple[str
 
     serve(_manager(ctx), host=host, port=port, allow_actions=allow_actions, token=token,
           extra_hosts=allowed_hosts)
+
+
+add_topic_commands(cli, _manager, runtime_errors)
 
 
 def main() -> None:

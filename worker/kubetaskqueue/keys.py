@@ -17,6 +17,9 @@ its own tag. Nothing else in the code builds key names.
 |                                  |      | retried, failed, completed; plus lost (worker |
 |                                  |      | losses) and fenced                            |
 | ``<ns>:{<topic>}:events``        | stream | recent task events (capped, see events.py)  |
+| ``<ns>:{<topic>}:controls``      | hash | what humans and workers set on the topic:     |
+|                                  |      | paused (pause time), max_queued (declared by  |
+|                                  |      | the topic's workers)                          |
 | ``<ns>:{<topic>}:task:<id>``     | hash | one task: see TASK_FIELDS                     |
 | ``<ns>:{managers}``              | zset | manager id -> last heartbeat (server time)    |
 | ``<ns>:{managers}:<id>``         | hash | pod, slots, busy, topics (expires)            |
@@ -102,6 +105,10 @@ class TopicKeys:
     @property
     def events(self) -> str:
         return f"{self.prefix}:events"
+
+    @property
+    def controls(self) -> str:
+        return f"{self.prefix}:controls"
 
     @property
     def task_prefix(self) -> str:
