@@ -180,3 +180,27 @@ def test_wrong_token_is_reported_and_nothing_changes(stack: dict[str, Any], page
     expect(page.locator("#dead-message")).to_contain_text("purge failed: send Authorization")
     manager: Manager = stack["manager"]
     assert task_state(manager.store, "dash_fragile", task_id) == "dead"
+
+
+def test_pause_and_resume_a_topic_from_the_page(stack: dict[str, Any], page: Any) -> None:
+    from playwright.sync_api import expect
+
+    manager: Manager = stack["manager"]
+    manager.enqueue_many("dash_work", [{"s": 0}])
+    state = cell(page, "dash_work", "state")
+    expect(state).to_contain_text("active")
+    page.fill("#token", TOKEN)
+    state.locator("button.pause-topic").click()
+    expect(page.locator("#confirm-text")).to_contain_text('Pause topic "dash_work"?')
+    page.click("#confirm-ok")
+    expect(page.locator("#topics-message")).to_have_text('paused topic "dash_work"')
+    expect(state.locator(".pill.paused")).to_have_text("paused")
+    try:
+        manager.enqueue("dash_work", {"s": 0})  # stays ready: the worker claims nothing
+        expect(cell(page, "dash_work", "input")).to_have_text("1")
+        assert manager.stats()["topics"]["dash_work"]["paused"] is True
+    finally:
+        state.locator("button.resume-topic").click()  # no confirmation to resume
+        expect(page.locator("#topics-message")).to_have_text('resumed topic "dash_work"')
+    expect(cell(page, "dash_work", "input")).to_have_text("0")
+    expect(state).to_contain_text("active")
