@@ -39,14 +39,17 @@ class MemoryGuard:
         self._interval_s = interval_s
         # The embedded store has no maxmemory.
         self._off = max_share <= 0 or type(client).__module__.startswith("fakeredis")
+        # Once: isinstance against RedisCluster (a Protocol) costs microseconds a call.
+        self._cluster = client if isinstance(client, RedisCluster) else None
         self._readings: dict[str, tuple[float, int, int]] = {}  # node -> (at, used, max)
 
     def check(self, key: str) -> None:
         """Raise QueueFullError if the Redis node holding ``key`` is too full to enqueue."""
         if self._off:
             return
-        node = self._client.get_node_from_key(key) if isinstance(  # type: ignore[no-untyped-call]
-            self._client, RedisCluster) else None
+        node = None
+        if self._cluster is not None:
+            node = self._cluster.get_node_from_key(key)  # type: ignore[no-untyped-call]
         name = "" if node is None else str(node.name)
         now = time.monotonic()
         reading = self._readings.get(name)
