@@ -166,8 +166,8 @@ class Manager:
             return []
         tasks = [NewTask(i, body, num_retries, timeout_s, delay_s or 0.0)
                  for i, body in zip(ids, encoded, strict=True)]
-        store = self.store
         try:
+            store = self.store  # connecting may fail too
             self._memory.check(store.keys(topic).input)
             store.enqueue(topic, tasks)
         except REDIS_ERRORS as exc:
