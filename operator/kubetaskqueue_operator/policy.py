@@ -4,6 +4,7 @@ No kopf, no Kubernetes, no Redis here: every input is a value, so the whole
 behaviour is covered by unit and property tests (tests/operator/test_policy*.py).
 
     need      = ceil((input + scheduled_due + work) / targetTasksPerReplica)
+                (a paused topic's input and scheduled_due are not counted: nobody claims them)
     need      = max(need, 1, busy pods)      when any task is in work
     need      = 0                            from 0 replicas while backlog < activationTasks
     recommend = clamp(need, min, max)
@@ -67,6 +68,7 @@ class Observation:
     work: int = 0
     dead: int = 0
     busy_pods: int = 0  # target pods whose manager holds at least one task
+    paused_ready: int = 0  # ready tasks of paused topics: left out of input and backlog
 
     @property
     def backlog(self) -> int:
@@ -93,6 +95,8 @@ def recommend(policy: ScalePolicy, obs: Observation, current: int) -> tuple[int,
     backlog = obs.backlog
     need = math.ceil(backlog / policy.target_tasks_per_replica)
     note = f"backlog {backlog} / {policy.target_tasks_per_replica} per replica = {need}"
+    if obs.paused_ready:
+        note += f" ({obs.paused_ready} ready in paused topics not counted)"
     if obs.work > 0:
         # Tasks in flight hold leases: keep at least one pod, and do not ask for
         # fewer pods than are busy (an idle pod should go first, not a busy one).

@@ -30,6 +30,7 @@ class QueueSnapshot:
     owners: Mapping[str, int] = field(default_factory=dict)  # manager id -> leases held
     topics: tuple[str, ...] = ()  # the topics read (all known ones when the pool names none)
     managers: int = 0
+    paused_ready: int = 0  # ready in paused topics: nobody claims them, so not backlog
 
     @property
     def backlog(self) -> int:
@@ -48,17 +49,24 @@ def redact(url: str) -> str:
 
 def snapshot_from_state(state: Any, topics: Iterable[str] | None,
                         owners: Mapping[str, int]) -> QueueSnapshot:
-    """Sum a core ``QueueState`` (duck-typed) over ``topics`` (None = all)."""
+    """Sum a core ``QueueState`` (duck-typed) over ``topics`` (None = all). A paused
+    topic adds only its tasks in work (and dead); its queued ones are ``paused_ready``."""
     wanted = None if topics is None else set(topics)
     totals = {"input": 0, "scheduled": 0, "scheduled_due": 0, "work": 0, "dead": 0}
+    paused_ready = 0
     for name, topic in state.topics.items():
         if wanted is not None and name not in wanted:
             continue
-        for key in totals:
+        if getattr(topic, "paused", False):
+            paused_ready += int(topic.input) + int(topic.scheduled_due)
+            counted: tuple[str, ...] = ("work", "dead")
+        else:
+            counted = tuple(totals)
+        for key in counted:
             totals[key] += int(getattr(topic, key))
     names = tuple(n for n in state.topics if wanted is None or n in wanted)
     return QueueSnapshot(**totals, owners=dict(owners), topics=names,
-                         managers=len(state.managers))
+                         managers=len(state.managers), paused_ready=paused_ready)
 
 
 class RedisQueueReader:

@@ -83,7 +83,7 @@ def test_counts_and_managers_update_live_without_reload(stack: dict[str, Any],
                                                         page: Page) -> None:
     manager: Manager = stack["manager"]
     # The states and counters are named as in `kubetaskqueue stats` (README's glossary).
-    headers = ["topic", "input", "scheduled", "work", "dead", "enqueued/s", "completed/s",
+    headers = ["topic", "state", "input", "scheduled", "work", "dead", "enqueued/s", "completed/s",
                "retried/s", "failed/s", "oldest ready", "completed", "throughput"]
     page.until(lambda: [" ".join(str(th.get_property("textContent")).split())
                         for th in page.elements("#topics thead th")],
@@ -195,3 +195,25 @@ def test_schedules_panel_shows_what_live_managers_declare(stack: dict[str, Any],
     page.expect_count(row, 0)  # a stopped manager's schedules leave the panel
     page.until(lambda: page.elements("#schedules-empty")[0].is_displayed(), bool,
                "the empty-schedules line to show")
+
+
+def test_pause_and_resume_a_topic_from_the_page(stack: dict[str, Any], page: Page) -> None:
+    manager: Manager = stack["manager"]
+    manager.enqueue_many("dash_work", [{"s": 0}])
+    state = cell("dash_work", "state")
+    page.expect_contains(state, "active")
+    page.fill("#token", TOKEN)
+    page.click(f"{state} button.pause-topic")
+    page.expect_contains("#confirm-text", 'Pause topic "dash_work"?')
+    page.click("#confirm-ok")
+    page.expect_text("#topics-message", 'paused topic "dash_work"')
+    page.expect_text(f"{state} .pill.paused", "paused")
+    try:
+        manager.enqueue("dash_work", {"s": 0})  # stays ready: the worker claims nothing
+        page.expect_text(cell("dash_work", "input"), "1")
+        assert manager.stats()["topics"]["dash_work"]["paused"] is True
+    finally:
+        page.click(f"{state} button.resume-topic")  # no confirmation to resume
+        page.expect_text("#topics-message", 'resumed topic "dash_work"')
+    page.expect_text(cell("dash_work", "input"), "0")
+    page.expect_contains(state, "active")

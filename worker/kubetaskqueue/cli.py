@@ -19,6 +19,7 @@ import click
 from .admin import iter_dead, not_dead, purge_dead, requeue_dead, select_dead
 from .cli_enqueue import enqueue_file, wait_for
 from .cli_schedules import schedules
+from .cli_topics import add_topic_commands, text_table
 from .cluster import REDIS_ERRORS
 from .errors import KubeTaskQueueError, error_line, redis_error_text
 from .logs import configure_logging
@@ -323,13 +324,13 @@ def stats(ctx: click.Context, as_json: bool) -> None:
 def format_stats_table(data: dict[str, Any]) -> str:
     rows = [("topic", *STATS_COLUMNS)]
     rows += [(name, *(str(t[c]) for c in STATS_COLUMNS)) for name, t in data["topics"].items()]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.rjust(w) if i else cell.ljust(w)
-                       for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
-             for row in rows]
+    lines = text_table(rows)
     if not data["topics"]:
         lines.append("(no topics yet)")
     lines.append(f"live managers: {data['managers']}")
+    paused = [name for name, t in data["topics"].items() if t.get("paused")]
+    if paused:
+        lines.append(f"paused (no claims): {', '.join(paused)}")
     return "\n".join(lines)
 
 
@@ -532,6 +533,7 @@ def dashboard(ctx: click.Context, port: int, host: str, allowed_hosts: tuple[str
 
 
 cli.add_command(schedules)
+add_topic_commands(cli, _manager, runtime_errors)
 from . import cli_tasks  # noqa: E402, F401  (registers `task show|delete` on `cli`)
 
 

@@ -38,6 +38,11 @@ class DuplicateTaskError(KubeTaskQueueError, ValueError):
     """A task with the requested id already exists; nothing was written."""
 
 
+class QueueFullError(KubeTaskQueueError):
+    """An enqueue was refused for back-pressure: the topic holds ``max_queued`` tasks, or
+    Redis memory is past ``max_memory_share`` of maxmemory. Nothing was written; retry later."""
+
+
 class RedisUnavailableError(KubeTaskQueueError):
     """Redis cannot be reached."""
 

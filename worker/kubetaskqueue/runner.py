@@ -56,6 +56,7 @@ class Processor:
     timeout_s: float | None
     is_async: bool
     isolation: Isolation = "thread"
+    max_queued: int | None = None  # the topic's enqueue limit, published at start
 
 
 @dataclass
@@ -273,10 +274,13 @@ class Runner:
                 return
 
     def _check_redis_config(self) -> None:
-        """Refuse to work against a Redis that may evict tasks; wait while it is down."""
+        """Refuse to work against a Redis that may evict tasks, publish the topics'
+        max_queued (for every producer); wait while Redis is down."""
         while not self._stopping.is_set():
             try:
                 warning = self.store.check_eviction_policy()
+                for topic, processor in self.processors.items():
+                    self.store.declare_max_queued(topic, processor.max_queued)
                 self.redis.success()
                 if warning:
                     log.warning(warning)
@@ -304,12 +308,14 @@ class Runner:
         return claimed, next_due
 
     def _nothing_left(self) -> bool:
-        """Burst mode ends when this manager's topics have nothing ready, scheduled or in flight."""
+        """Burst mode ends when this manager's topics have nothing ready, scheduled or in
+        flight; a paused topic's queued tasks cannot be claimed, so they do not count."""
         if self.busy:
             return False
+        controls = self.store.read_controls(self.topics)
         for topic in self.topics:
             _, inp, sched, _, work, *_ = self.store.inspect(topic)
-            if int(inp) or int(sched) or int(work):
+            if int(work) or (not controls[topic].paused and (int(inp) or int(sched))):
                 return False
         return True
 

@@ -1,5 +1,5 @@
--- claim: promote due scheduled tasks, then lease up to `max` ready tasks.
--- KEYS: 1 input, 2 scheduled, 3 work, 4 stats, 5 dead, 6 events
+-- claim: promote due scheduled tasks, then lease up to `max` ready tasks (none if paused).
+-- KEYS: 1 input, 2 scheduled, 3 work, 4 stats, 5 dead, 6 controls, 7 events
 -- ARGV: 1 task key prefix, 2 max, 3 lease ttl seconds, 4 owner (manager id), 5 promote limit
 -- Returns {seconds until the next scheduled task is due or -1, claimed}
 -- where claimed is a list of {id, token, attempts, payload, num_retries, timeout_s,
@@ -8,11 +8,18 @@
 -- HINCRBY would fail mid-script and strand the tasks claimed before it.
 local prefix, max, ttl, owner = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local now = now_s()
+local function next_due()
+  local head = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  return head[2] and fmt(math.max(0, tonumber(head[2]) - now)) or '-1'
+end
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[5]))
+-- Paused: nothing is leased (in-flight tasks go on; resuming wakes the idle managers),
+-- but due tasks still become ready, and the next due time keeps promotion going.
+local paused = redis.call('HEXISTS', KEYS[6], 'paused') == 1
 -- The ids this call takes: the head of input, then the due ones that promotion
 -- appends behind it. Their hashes are read before anything is written.
-local picked = redis.call('LRANGE', KEYS[1], 0, max - 1)
-for _, id in ipairs(due) do
+local picked = paused and {} or redis.call('LRANGE', KEYS[1], 0, max - 1)
+for _, id in ipairs(paused and {} or due) do
   if #picked >= max then break end
   picked[#picked + 1] = id
 end
@@ -53,9 +60,4 @@ end
 if #claimed > 0 then
   redis.call('HINCRBY', KEYS[4], 'started', #claimed)
 end
-local next_due = '-1'
-local head = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-if head[2] then
-  next_due = fmt(math.max(0, tonumber(head[2]) - now))
-end
-return {next_due, claimed}
+return {next_due(), claimed}
