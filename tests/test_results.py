@@ -13,7 +13,7 @@ import pytest
 import redis
 import results_app
 from click.testing import CliRunner
-from helpers import wait_until
+from helpers import RedisServer, wait_until
 from kubetaskqueue import (
     DuplicateTaskError,
     Manager,
@@ -109,7 +109,10 @@ def test_every_waiter_wakes_on_completion(any_url: str) -> None:
         m.stop()
 
 
-def test_waiting_blocks_on_redis_instead_of_polling(redis_url: str) -> None:
+def test_waiting_blocks_on_redis_instead_of_polling(own_redis: RedisServer) -> None:
+    # A private server: commandstats count every client's calls, and the shared one
+    # may still serve managers of other tests.
+    redis_url = own_redis.url
     m = make(redis_url, poll_interval_s=5.0)
     task_id = m.enqueue(TOPIC, {"n": [1]}, keep_result_s=60)  # no worker: never done
     client = redis.Redis.from_url(redis_url)
@@ -118,6 +121,7 @@ def test_waiting_blocks_on_redis_instead_of_polling(redis_url: str) -> None:
         stats = client.info("commandstats")
         return {name: int(v["calls"]) for name, v in stats.items()}
 
+    assert m.task(TOPIC, task_id) is not None  # the lookup script is loaded now
     before = calls()
     start = time.monotonic()
     with pytest.raises(ResultTimeoutError, match=r"has no result within 1\.5s: it is input"):
