@@ -18,9 +18,10 @@ from .cluster import REDIS_ERRORS
 from .errors import ConfigError, KubeTaskQueueError, PayloadError, RedisUnavailableError
 from .events import Event, awatch, publish_manager_event, watch
 from .isolation import Isolation, reference
-from .keys import check_topic
+from .keys import PRIORITY_MAX, PRIORITY_MIN, check_topic
 from .metrics import WorkerMetrics
 from .queue_state import read_queue_state
+from .ratelimit import RateLimit
 from .runner import Processor, Runner
 from .settings import Settings
 from .store import NewTask, RedisStore, connect, redact_url
@@ -82,11 +83,14 @@ class Manager:
     # -- topics ------------------------------------------------------------------
 
     def register(self, topic: str, processor: Callable[[Task], Any], *,
-                 timeout_s: float | None = None, isolation: Isolation = "thread") -> None:
+                 timeout_s: float | None = None, isolation: Isolation = "thread",
+                 rate_limit: str | None = None) -> None:
         """Register the one processor of ``topic``.
 
         ``isolation="process"`` runs a sync processor in a child process (one per busy
         slot, reused): for C calls that hold the GIL, hard timeouts, crash containment.
+        ``rate_limit="N/s"`` (``/m``, ``/h``): at most N starts per period across every
+        manager of the topic (ratelimit.py; the lowest declared limit wins).
         """
         check_topic(topic)
         if topic in self._processors:
@@ -95,6 +99,7 @@ class Manager:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
         if isolation not in get_args(Isolation):
             raise ValueError(f"isolation must be 'thread' or 'process', got {isolation!r}")
+        limit = None if rate_limit is None else RateLimit.parse(rate_limit)
         if self._running:
             raise KubeTaskQueueError("register topics before the manager starts")
         is_async = inspect.iscoroutinefunction(processor)
@@ -104,13 +109,15 @@ class Manager:
                     f"processor of topic {topic!r} is async def: isolation='process' runs "
                     "sync processors only; make it a plain def (or keep isolation='thread')")
             reference(processor, topic)  # a lambda or nested function fails now, not at start
-        self._processors[topic] = Processor(processor, timeout_s, is_async, isolation)
+        self._processors[topic] = Processor(processor, timeout_s, is_async, isolation, limit)
 
     def processor(self, topic: str, timeout_s: float | None = None,
-                  isolation: Isolation = "thread") -> Callable[[F], F]:
+                  isolation: Isolation = "thread",
+                  rate_limit: str | None = None) -> Callable[[F], F]:
         """Decorator form of :meth:`register`."""
         def decorate(fn: F) -> F:
-            self.register(topic, fn, timeout_s=timeout_s, isolation=isolation)
+            self.register(topic, fn, timeout_s=timeout_s, isolation=isolation,
+                          rate_limit=rate_limit)
             return fn
         return decorate
 
@@ -122,19 +129,26 @@ class Manager:
 
     def enqueue(self, topic: str, payload: Any, *, num_retries: int = 0,
                 delay_s: float | None = None, timeout_s: float | None = None,
-                task_id: str | None = None) -> str:
+                task_id: str | None = None, priority: int = 0) -> str:
         """Enqueue one task; returns its id. No processor for ``topic`` is needed here."""
         return self.enqueue_many(topic, [payload], num_retries=num_retries, delay_s=delay_s,
-                                 timeout_s=timeout_s,
+                                 timeout_s=timeout_s, priority=priority,
                                  task_ids=None if task_id is None else [task_id])[0]
 
     def enqueue_many(self, topic: str, payloads: Iterable[Any], *, num_retries: int = 0,
                      delay_s: float | None = None, timeout_s: float | None = None,
-                     task_ids: list[str] | None = None) -> list[str]:
-        """Enqueue a batch in one round trip; all or nothing. Returns the ids in order."""
+                     task_ids: list[str] | None = None, priority: int = 0) -> list[str]:
+        """Enqueue a batch in one round trip; all or nothing. Returns the ids in order.
+
+        ``priority``: an int from -100 to 100; higher runs first, FIFO within one priority.
+        """
         check_topic(topic)
         if not isinstance(num_retries, int) or isinstance(num_retries, bool) or num_retries < 0:
             raise ValueError(f"num_retries must be an int >= 0, got {num_retries!r}")
+        if (not isinstance(priority, int) or isinstance(priority, bool)
+                or not PRIORITY_MIN <= priority <= PRIORITY_MAX):
+            raise ValueError(f"priority must be an int from {PRIORITY_MIN} to {PRIORITY_MAX} "
+                             f"(higher runs first), got {priority!r}")
         _check_seconds("delay_s", delay_s, allow_zero=True)
         _check_seconds("timeout_s", timeout_s, allow_zero=False)
         encoded = [self._encode(topic, p) for p in payloads]
@@ -142,7 +156,7 @@ class Manager:
         _check_ids(ids, len(encoded))
         if not encoded:
             return []
-        tasks = [NewTask(i, body, num_retries, timeout_s, delay_s or 0.0)
+        tasks = [NewTask(i, body, num_retries, timeout_s, delay_s or 0.0, priority)
                  for i, body in zip(ids, encoded, strict=True)]
         try:
             self.store.enqueue(topic, tasks)

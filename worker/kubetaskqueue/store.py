@@ -178,6 +178,7 @@ class Claimed:
     enqueued_at: str
     ready_at: str
     claimed_at: str  # Redis server time of the claim
+    priority: str
 
 
 @dataclass(frozen=True)
@@ -187,6 +188,7 @@ class NewTask:
     num_retries: int
     timeout_s: float | None
     delay_s: float
+    priority: int = 0
 
 
 class RedisStore:
@@ -244,7 +246,8 @@ class RedisStore:
         args: list[Any] = [k.task_prefix, topic, len(tasks)]
         for t in tasks:
             timeout = "" if t.timeout_s is None else repr(float(t.timeout_s))
-            args += [t.id, t.payload_json, t.num_retries, timeout, repr(float(t.delay_s))]
+            args += [t.id, t.payload_json, t.num_retries, timeout, repr(float(t.delay_s)),
+                     t.priority]
         result = self._run("enqueue", [k.input, k.scheduled, k.wake, k.stats, k.events], args)
         if int(result[0]) == 0:
             raise DuplicateTaskError(
@@ -260,14 +263,17 @@ class RedisStore:
 
     def claim(self, topic: str, max_count: int, lease_ttl_s: float,
               owner: str) -> tuple[float | None, list[Claimed]]:
-        """Lease up to ``max_count`` ready tasks; also report when the next scheduled one is due."""
+        """Lease up to ``max_count`` ready tasks, highest priority first and within the
+        topic's rate limit; also report in how many seconds there may be more (the next
+        scheduled task is due, or the limit's next token), None when nothing is coming."""
         k = self.keys(topic)
         next_due, rows = self._run(
-            "claim", [k.input, k.scheduled, k.work, k.stats, k.dead, k.events],
+            "claim", [k.input, k.legacy_input, k.scheduled, k.work, k.stats, k.dead, k.rate,
+                      k.events],
             [k.task_prefix, max_count, lease_ttl_s, owner, defaults.PROMOTE_LIMIT],
         )
         due_in = float(next_due)
-        claimed = [Claimed(r[0], r[1], int(r[2]), *r[3:9]) for r in rows]
+        claimed = [Claimed(r[0], r[1], int(r[2]), *r[3:10]) for r in rows]
         return (None if due_in < 0 else due_in), claimed
 
     def extend(self, topic: str, leases: list[tuple[str, str]], lease_ttl_s: float) -> list[str]:
@@ -279,11 +285,14 @@ class RedisStore:
         """Delete a finished task; False when the lease was lost (fenced)."""
         return not self.ack_many(topic, [(task_id, token)])
 
-    def ack_many(self, topic: str, leases: list[tuple[str, str]]) -> set[str]:
-        """Delete finished tasks given as (id, token) in one call; returns the fenced ids."""
+    def ack_many(self, topic: str, leases: list[tuple[str, str]],
+                 run_s: float | None = None) -> set[str]:
+        """Delete finished tasks given as (id, token) in one call; returns the fenced ids.
+        ``run_s``: how long these attempts ran in all, for the topic's mean run time."""
         k = self.keys(topic)
-        return set(self._run("ack", [k.work, k.stats, k.events],
-                             [k.task_prefix, *_flat(leases)]))
+        ran = "" if run_s is None else repr(max(0.0, run_s))
+        return set(self._run("ack", [k.work, k.stats, k.rate, k.events],
+                             [k.task_prefix, ran, *_flat(leases)]))
 
     def fail(self, topic: str, task_id: str, token: str, error: str, retry_delay_s: float,
              *, bury: bool = False) -> str:
@@ -324,6 +333,19 @@ class RedisStore:
         k = self.keys(topic)
         flat = self._run("owners", [k.work], [k.task_prefix])
         return {str(flat[i]): int(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+    def declare_limit(self, topic: str, manager_id: str, lapse_s: float,
+                      limit: tuple[float, int, int, str] | None) -> tuple[str, dict[str, str]]:
+        """Declare this manager's rate limit of ``topic`` as (seconds between starts, burst,
+        slots, text), or withdraw it (None); it lapses ``lapse_s`` after the last call.
+        Returns the limit text in force ('' for none) and every live declaration."""
+        k = self.keys(topic)
+        args: list[Any] = [manager_id, lapse_s]
+        if limit is not None:
+            interval_s, burst, slots, text = limit
+            args += [repr(interval_s), burst, slots, text]
+        in_force, *flat = self._run("declare_limit", [k.rate], args)
+        return str(in_force), {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)}
 
     def wait_for_wake(self, topics: list[str], timeout_s: float) -> bool:
         """Block until a state move signals work (True), or the timeout passes (False)."""
@@ -368,5 +390,5 @@ class RedisStore:
 
     def inspect(self, topic: str) -> list[Any]:
         k = self.keys(topic)
-        return list(self._run("inspect", [k.input, k.scheduled, k.work, k.dead, k.stats],
-                              [k.task_prefix]))
+        return list(self._run("inspect", [k.input, k.legacy_input, k.scheduled, k.work, k.dead,
+                                          k.stats, k.rate], [k.task_prefix]))

@@ -29,6 +29,7 @@ class Task:
     ready_at: float = 0.0  # when it last became ready (enqueue, due, retry, release)
     claimed_at: float = 0.0  # when this attempt's lease began; both on the Redis clock
     lease_token: str = ""
+    priority: int = 0  # -100..100, higher runs first
 
     @property
     def wait_s(self) -> float:
@@ -48,7 +49,7 @@ class Task:
                        num_retries=int(row.num_retries), enqueued_at=float(row.enqueued_at),
                        timeout_s=timeout, ready_at=float(row.ready_at),
                        claimed_at=float(row.claimed_at),
-                       lease_token=row.token)
+                       lease_token=row.token, priority=int(row.priority))
         except (ValueError, TypeError, RecursionError) as exc:  # json.loads on deep nesting
             raise MalformedTaskError(
                 f"task {row.id} in topic {topic!r} is malformed: {exc}") from exc

@@ -1,24 +1,32 @@
 -- enqueue: store new tasks and make them ready (or scheduled when delayed).
 -- KEYS: 1 input, 2 scheduled, 3 wake, 4 stats, 5 events
 -- ARGV: 1 task key prefix, 2 topic, 3 count n,
---       then n groups of 5: id, payload JSON, num_retries, timeout_s ('' = none), delay_s
+--       then n groups of 6: id, payload JSON, num_retries, timeout_s ('' = none), delay_s,
+--       priority (an integer, -100..100, checked by the caller)
 -- Returns {1} on success, {0, id} when a task with that id exists (nothing written).
 local prefix, topic, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
 for i = 0, n - 1 do
-  local id = ARGV[4 + i * 5]
+  local id = ARGV[4 + i * 6]
   if redis.call('EXISTS', prefix .. id) == 1 then
     return {0, id}
   end
 end
 local now = now_s()
+local tails = {}  -- priority -> the last score given out in its band (one lookup per batch)
 for i = 0, n - 1 do
-  local b = 4 + i * 5
-  local id, delay = ARGV[b], tonumber(ARGV[b + 4])
+  local b = 4 + i * 6
+  local id, delay, p = ARGV[b], tonumber(ARGV[b + 4]), priority_of(ARGV[b + 5])
   local key = prefix .. id
+  local ready_at = now + delay
   redis.call('HSET', key, 'id', id, 'topic', topic, 'payload', ARGV[b + 1],
     'num_retries', ARGV[b + 2], 'timeout_s', ARGV[b + 3], 'attempts', 0, 'token', 0,
-    'enqueued_at', fmt(now))
-  place_ready(KEYS[1], KEYS[2], key, id, now, delay)
+    'enqueued_at', fmt(now), 'ready_at', fmt(ready_at), 'priority', p)
+  if delay > 0 then
+    redis.call('ZADD', KEYS[2], ready_at, id)
+  else
+    tails[p] = (tails[p] and tails[p] + 1) or join_score(KEYS[1], p, false)
+    redis.call('ZADD', KEYS[1], score_text(tails[p]), id)
+  end
   emit('TASK_ENQUEUE', id, 0, now, delay > 0 and ('due in ' .. fmt(delay) .. 's') or '')
 end
 wake_managers(KEYS[3], n)
