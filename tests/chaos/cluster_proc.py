@@ -52,20 +52,48 @@ class ClusterSet:
         """Move ``topic``'s slot to ``to`` the way `redis-cli --cluster reshard` does
         (IMPORTING / MIGRATING, MIGRATE in batches, SETSLOT NODE), slowly enough that
         clients run into the half-moved slot; returns the number of keys moved."""
-        source = self.owner(topic)
-        slot = self.client.keyslot(f"kubetaskqueue:{{{topic}}}:input")
-        src, dst = source.client(), to.client()
-        src_id, dst_id = src.execute_command("CLUSTER MYID"), dst.execute_command("CLUSTER MYID")
-        dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src_id)
-        src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
+        migration = self.begin_migration(topic, to)
         moved = 0
-        while keys := src.execute_command("CLUSTER GETKEYSINSLOT", slot, batch):
-            src.execute_command("MIGRATE", "127.0.0.1", to.port, "", 0, 5000, "KEYS", *keys)
+        while keys := migration.keys_left(batch):
+            migration.move(keys)
             moved += len(keys)
             time.sleep(pause_s)
-        for node in (dst, src):
-            node.execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
+        migration.finish()
         return moved
+
+    def begin_migration(self, topic: str, to: RedisProc) -> SlotMigration:
+        """Mark ``topic``'s slot IMPORTING on ``to`` and MIGRATING on its owner; the
+        caller moves keys in any order it likes, then finishes."""
+        source = self.owner(topic)
+        slot = int(self.client.keyslot(f"kubetaskqueue:{{{topic}}}:input"))
+        migration = SlotMigration(slot, source, to)
+        migration.dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", migration.src_id)
+        migration.src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", migration.dst_id)
+        return migration
+
+
+class SlotMigration:
+    """One hash slot half-way between two masters."""
+
+    def __init__(self, slot: int, source: RedisProc, target: RedisProc) -> None:
+        self.slot, self.target = slot, target
+        self.src, self.dst = source.client(), target.client()
+        self.src_id = self.src.execute_command("CLUSTER MYID")
+        self.dst_id = self.dst.execute_command("CLUSTER MYID")
+
+    def keys_left(self, count: int) -> list[str]:
+        return list(self.src.execute_command("CLUSTER GETKEYSINSLOT", self.slot, count))
+
+    def move(self, keys: list[str]) -> None:
+        self.src.execute_command("MIGRATE", "127.0.0.1", self.target.port, "", 0, 5000,
+                                 "KEYS", *keys)
+
+    def finish(self) -> None:
+        """Move what is left, then hand the slot to the target on both nodes."""
+        while keys := self.keys_left(100):
+            self.move(keys)
+        for node in (self.dst, self.src):
+            node.execute_command("CLUSTER SETSLOT", self.slot, "NODE", self.dst_id)
 
 
 def start_cluster(fleet: RedisFleet, masters: int = 3, replicas: int = 0) -> ClusterSet:
@@ -74,18 +102,26 @@ def start_cluster(fleet: RedisFleet, masters: int = 3, replicas: int = 0) -> Clu
                          "nodes.conf", "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
                          appendonly=False, port=free_cluster_port())
              for i in range(masters * (1 + replicas))]
-    subprocess.run(["redis-cli", "--cluster", "create",
-                    *[f"127.0.0.1:{n.port}" for n in nodes],
-                    "--cluster-replicas", str(replicas), "--cluster-yes"],
-                   check=True, capture_output=True, timeout=60)
-    client = redis.RedisCluster(host="127.0.0.1", port=nodes[0].port, decode_responses=True)
-    cluster = ClusterSet(nodes, client)
-
+    if masters * (1 + replicas) >= 3:
+        subprocess.run(["redis-cli", "--cluster", "create",
+                        *[f"127.0.0.1:{n.port}" for n in nodes],
+                        "--cluster-replicas", str(replicas), "--cluster-yes"],
+                       check=True, capture_output=True, timeout=60)
+    else:  # redis-cli refuses fewer than three masters: share the slots out by hand
+        share = 16384 // len(nodes)
+        for i, node in enumerate(nodes):
+            last = 16383 if i == len(nodes) - 1 else (i + 1) * share - 1
+            node.client().execute_command("CLUSTER ADDSLOTSRANGE", i * share, last)
+            if i:
+                node.client().execute_command("CLUSTER MEET", "127.0.0.1", nodes[0].port)
     def ready() -> bool:
         infos = [n.client().cluster("info") for n in nodes]
-        return all(i.get("cluster_state") == "ok" for i in infos) and len(
-            cluster.masters()) == masters
+        roles = [n.client().info("replication")["role"] for n in nodes]
+        return all(i.get("cluster_state") == "ok" for i in infos) and roles.count(
+            "master") == masters
     wait_until(ready, 30, 0.1, what="cluster state ok on every node")
+    client = redis.RedisCluster(host="127.0.0.1", port=nodes[0].port, decode_responses=True)
+    cluster = ClusterSet(nodes, client)
     if replicas:  # a replica must have synced before its master can be failed over
         wait_until(lambda: all(n.client().info("replication").get("master_link_status")
                                == "up" for n in nodes if n not in cluster.masters()),

@@ -14,9 +14,22 @@ local function is_integer(v)
   return v == false or string.match(v, '^%-?%d+$') ~= nil
 end
 
+-- Task hashes are not in KEYS (only the topic's queues are). While a Redis
+-- Cluster reshard moves the topic's slot, a hash may already be on the new master
+-- and cannot be read here: refuse with TRYAGAIN, which the cluster client retries.
+-- Every script reads its task hashes with this before its first write, so a
+-- refusal leaves nothing half-done.
+local function read_task(command, key, ...)
+  local reply = redis.pcall(command, key, ...)
+  if type(reply) == 'table' and reply.err then
+    error({err = 'TRYAGAIN ' .. reply.err})
+  end
+  return reply
+end
+
 -- True when `id` is in work and its lease token is still `token`.
 local function holds_lease(work, key, id, token)
-  return redis.call('ZSCORE', work, id) and redis.call('HGET', key, 'token') == token
+  return redis.call('ZSCORE', work, id) and read_task('HGET', key, 'token') == token
 end
 
 -- Scripts that emit events pass the topic's event stream as their LAST key.

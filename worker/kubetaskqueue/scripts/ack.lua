@@ -4,11 +4,15 @@
 -- Returns the ids refused because their lease is no longer ours (fenced: counted,
 -- nothing changed for them).
 local now = now_s()
+local held = {}
+for i = 3, #ARGV, 2 do  -- read every hash before the first write
+  held[i] = holds_lease(KEYS[1], ARGV[1] .. ARGV[i], ARGV[i], ARGV[i + 1])
+end
 local refused, completed = {}, 0
 for i = 3, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
   local key = ARGV[1] .. id
-  if holds_lease(KEYS[1], key, id, token) then
+  if held[i] then
     redis.call('ZREM', KEYS[1], id)
     redis.call('DEL', key)
     completed = completed + 1

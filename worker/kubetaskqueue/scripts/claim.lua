@@ -46,9 +46,9 @@ local moving = {}  -- {id, score, from}, to join input (or be claimed straight a
 local tails, seen = {}, {}  -- priority -> the last score given out in its band
 local function gather(ids, from)
   for _, id in ipairs(ids) do
-    local f = redis.call('HMGET', prefix .. id, 'priority', 'id')
+    local f = read_task('HMGET', prefix .. id, 'priority', 'id')
     local p = priority_of(f[1])
-    if not seen[id] and (f[2] or redis.call('EXISTS', prefix .. id) == 1) then
+    if not seen[id] and (f[2] or read_task('EXISTS', prefix .. id) == 1) then
       seen[id] = true
       tails[p] = (tails[p] and tails[p] + 1) or join_score(input, p, false)
       moving[#moving + 1] = {id = id, score = tails[p], from = from}
@@ -76,9 +76,9 @@ end
 local take, from_input = {}, 0
 for i = 1, math.min(max, #candidates) do
   local c = candidates[i]
-  c.f = redis.call('HMGET', prefix .. c.id, 'token', 'attempts', 'payload', 'num_retries',
+  c.f = read_task('HMGET', prefix .. c.id, 'token', 'attempts', 'payload', 'num_retries',
     'timeout_s', 'enqueued_at', 'ready_at', 'priority', 'id')
-  c.exists = c.f[9] or redis.call('EXISTS', prefix .. c.id) == 1
+  c.exists = c.f[9] or read_task('EXISTS', prefix .. c.id) == 1
   take[i] = c
   if c.from == 'input' then from_input = from_input + 1 end
 end

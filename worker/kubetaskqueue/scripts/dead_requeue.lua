@@ -6,7 +6,7 @@
 local now = now_s()
 local priorities = {}
 for i = 2, #ARGV do  -- read every hash before the first write
-  priorities[i] = priority_of(redis.call('HGET', ARGV[1] .. ARGV[i], 'priority'))
+  priorities[i] = priority_of(read_task('HGET', ARGV[1] .. ARGV[i], 'priority'))
 end
 local n = 0
 for i = 2, #ARGV do

@@ -7,7 +7,7 @@
 local prefix, topic, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
 for i = 0, n - 1 do
   local id = ARGV[4 + i * 6]
-  if redis.call('EXISTS', prefix .. id) == 1 then
+  if read_task('EXISTS', prefix .. id) == 1 then
     return {0, id}
   end
 end

@@ -4,10 +4,14 @@
 -- Returns the ids whose lease was lost (expired and reaped, or taken over).
 local prefix, ttl = ARGV[1], tonumber(ARGV[2])
 local now = now_s()
+local held = {}
+for i = 3, #ARGV, 2 do  -- read every hash before the first write
+  held[i] = holds_lease(KEYS[1], prefix .. ARGV[i], ARGV[i], ARGV[i + 1])
+end
 local lost = {}
 for i = 3, #ARGV, 2 do
-  local id, token = ARGV[i], ARGV[i + 1]
-  if holds_lease(KEYS[1], prefix .. id, id, token) then
+  local id = ARGV[i]
+  if held[i] then
     redis.call('ZADD', KEYS[1], 'XX', now + ttl, id)
   else
     lost[#lost + 1] = id

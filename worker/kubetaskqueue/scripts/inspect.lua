@@ -8,7 +8,7 @@
 local now = now_s()
 local oldest = nil
 local function consider(id)
-  local t = id and tonumber(redis.call('HGET', ARGV[1] .. id, 'ready_at'))
+  local t = id and tonumber(read_task('HGET', ARGV[1] .. id, 'ready_at'))
   if t and (not oldest or t < oldest) then oldest = t end
 end
 -- The head of each priority's band waited longest in it (one step per priority in use).
@@ -28,7 +28,7 @@ end
 local dead_oldest = ''
 local dead_tail = redis.call('LINDEX', KEYS[5], -1)
 if dead_tail then
-  dead_oldest = redis.call('HGET', ARGV[1] .. dead_tail, 'dead_at') or ''
+  dead_oldest = read_task('HGET', ARGV[1] .. dead_tail, 'dead_at') or ''
 end
 -- The rate limit in force (recounted here, read-only, if a declaration lapsed
 -- since the last claim), else the one last in force.

@@ -5,7 +5,7 @@
 -- Returns a flat list: manager id, leases held, ...
 local count = {}
 for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local owner = redis.call('HGET', ARGV[1] .. id, 'owner')
+  local owner = read_task('HGET', ARGV[1] .. id, 'owner')
   if owner and owner ~= '' then
     count[owner] = (count[owner] or 0) + 1
   end

@@ -12,7 +12,7 @@ local max_losses = tonumber(ARGV[3])
 local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
 local found = {}
 for i, id in ipairs(expired) do
-  found[i] = redis.call('HMGET', ARGV[1] .. id, 'owner', 'claimed_at', 'id')
+  found[i] = read_task('HMGET', ARGV[1] .. id, 'owner', 'claimed_at', 'id')
 end
 local tally = {lost = 0, dead = 0}
 for i, id in ipairs(expired) do

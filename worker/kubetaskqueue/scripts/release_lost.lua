@@ -13,7 +13,7 @@ end
 local ids = redis.call('ZRANGE', KEYS[3], 0, -1)
 local theirs = {}
 for _, id in ipairs(ids) do  -- read every hash before the first write
-  if managers[redis.call('HGET', ARGV[1] .. id, 'owner') or ''] then
+  if managers[read_task('HGET', ARGV[1] .. id, 'owner') or ''] then
     theirs[#theirs + 1] = id
   end
 end
