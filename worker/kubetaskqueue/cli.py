@@ -20,6 +20,7 @@ from .admin import iter_dead, purge_dead, requeue_dead, select_dead, wait_for_ta
 from .cli_enqueue import enqueue_file
 from .cluster import REDIS_ERRORS
 from .errors import KubeTaskQueueError, error_line
+from .keys import PRIORITY_MAX, PRIORITY_MIN
 from .logs import configure_logging
 from .manager import Manager
 from .version import __version__
@@ -217,6 +218,8 @@ def exporter(ctx: click.Context, http_port: int, topics: tuple[str, ...]) -> Non
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Seconds an attempt may run")
 @click.option("--id", "task_id", default=None, help="Task id (rejected if it exists)")
+@click.option("--priority", type=click.IntRange(PRIORITY_MIN, PRIORITY_MAX), default=0,
+              show_default=True, help="Higher runs first; FIFO within one priority")
 @click.option("--wait", "wait_s", type=click.FloatRange(min=0, min_open=True), default=None,
               metavar="SECONDS",
               help="Wait for the task: exit 0 if it completed, 1 if it died or time ran out")
@@ -226,7 +229,7 @@ def exporter(ctx: click.Context, http_port: int, topics: tuple[str, ...]) -> Non
 @runtime_errors
 def enqueue(ctx: click.Context, topic: str, payload: str | None, lines: IO[str] | None,
             retries: int, delay: float | None, timeout: float | None, task_id: str | None,
-            wait_s: float | None, as_json: bool) -> None:
+            priority: int, wait_s: float | None, as_json: bool) -> None:
     """Enqueue one task with a JSON payload (prints its id), or with --file one task
     per line, in chunks of 1,000 (prints the count). Options apply to every task."""
     if lines is not None:
@@ -235,7 +238,7 @@ def enqueue(ctx: click.Context, topic: str, payload: str | None, lines: IO[str] 
         if task_id is not None or wait_s is not None:
             raise click.UsageError("--id and --wait take one JSON payload, not --file")
         enqueue_file(_manager(ctx), topic, lines, num_retries=retries, delay_s=delay,
-                     timeout_s=timeout, as_json=as_json)
+                     timeout_s=timeout, priority=priority, as_json=as_json)
         return
     if payload is None:
         raise click.UsageError("give one JSON payload or --file PATH")
@@ -245,7 +248,7 @@ def enqueue(ctx: click.Context, topic: str, payload: str | None, lines: IO[str] 
         raise click.BadParameter(f"not valid JSON: {exc}", param_hint="JSON") from exc
     manager = _manager(ctx)
     task_id = manager.enqueue(topic, body, num_retries=retries, delay_s=delay,
-                              timeout_s=timeout, task_id=task_id)
+                              timeout_s=timeout, task_id=task_id, priority=priority)
     click.echo(json.dumps({"enqueued": 1, "ids": [task_id]}) if as_json else task_id)
     if wait_s is None:
         return

@@ -55,7 +55,7 @@ def read_lines(lines: Iterable[str], max_payload_bytes: int) -> list[Line]:
 
 
 def enqueue_lines(manager: Manager, topic: str, lines: list[Line], *, num_retries: int,
-                  delay_s: float | None, timeout_s: float | None,
+                  delay_s: float | None, timeout_s: float | None, priority: int = 0,
                   chunk_size: int = CHUNK_SIZE) -> list[str]:
     """Enqueue the payloads in order, ``chunk_size`` at a time; returns their ids.
 
@@ -68,7 +68,7 @@ def enqueue_lines(manager: Manager, topic: str, lines: list[Line], *, num_retrie
         try:
             ids += manager.enqueue_many(topic, [line.payload for line in chunk],
                                         num_retries=num_retries, delay_s=delay_s,
-                                        timeout_s=timeout_s)
+                                        timeout_s=timeout_s, priority=priority)
         except KubeTaskQueueError as exc:
             if not ids:
                 raise
@@ -80,7 +80,8 @@ def enqueue_lines(manager: Manager, topic: str, lines: list[Line], *, num_retrie
 
 
 def enqueue_file(manager: Manager, topic: str, lines: IO[str], *, num_retries: int,
-                 delay_s: float | None, timeout_s: float | None, as_json: bool) -> None:
+                 delay_s: float | None, timeout_s: float | None, priority: int,
+                 as_json: bool) -> None:
     """The command: check every line, enqueue them, print the count (or JSON with the ids)."""
     try:
         parsed = read_lines(lines, manager.settings.max_payload_bytes)
@@ -88,6 +89,6 @@ def enqueue_file(manager: Manager, topic: str, lines: IO[str], *, num_retries: i
         raise click.BadParameter(f"{lines.name} {exc}; nothing was enqueued",
                                  param_hint="'--file'") from exc
     ids = enqueue_lines(manager, topic, parsed, num_retries=num_retries, delay_s=delay_s,
-                        timeout_s=timeout_s)
+                        timeout_s=timeout_s, priority=priority)
     click.echo(json.dumps({"enqueued": len(ids), "ids": ids}) if as_json
                else f"enqueued {len(ids)} task(s)")
