@@ -36,20 +36,21 @@ LEASE_TTL_S = 1.5  # short, so tests that wait for a lease to expire stay quick
 
 
 class Workers:
-    """Starts `kubetaskqueue worker sample_app:manager` subprocesses and cleans them up."""
+    """Starts `kubetaskqueue worker sample_app:manager` (or another app in tests/apps)
+    subprocesses and cleans them up."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, **env: Any) -> subprocess.Popen[bytes]:
+    def start(self, app: str = "sample_app:manager", **env: Any) -> subprocess.Popen[bytes]:
         environ = dict(os.environ, KUBETASKQUEUE_REDIS_URL=self.url,
                        KUBETASKQUEUE_LEASE_TTL_S=str(LEASE_TTL_S),
                        KUBETASKQUEUE_POLL_INTERVAL_S="0.2", KUBETASKQUEUE_NUM_WORKERS="4",
                        KUBETASKQUEUE_LOG_FORMAT="text", KUBETASKQUEUE_HTTP_PORT="0")
         environ.update({k.upper(): str(v) for k, v in env.items()})
-        proc = subprocess.Popen([sys.executable, "-m", "kubetaskqueue", "worker",
-                                 "sample_app:manager"], env=environ,
+        proc = subprocess.Popen([sys.executable, "-m", "kubetaskqueue", "worker", app],
+                                env=environ,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.procs.append(proc)
         return proc
