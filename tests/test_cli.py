@@ -123,6 +123,8 @@ def test_demo_runs_to_completion() -> None:
     assert sum(r[8] + r[7] for r in rows.values()) == 60
     assert all(r[0] == r[1] == r[2] == 0 for r in rows.values())
     assert rows["thumbnail"][3] == 2  # the bad widths end dead
+    # The table says what retried and failed count (the words of README's glossary).
+    assert "failed     tasks with no retries left, moved to dead" in lines
 
 
 def test_console_script_help_lists_examples() -> None:

@@ -17,13 +17,13 @@ log = logging.getLogger(__name__)
 
 
 class OperatorMetrics(Protocol):
-    def desired(self, pool: str, replicas: int, max_replicas: int) -> None: ...
+    def replicas(self, pool: str, desired: int, current: int, max_replicas: int) -> None: ...
 
     def scaled(self, pool: str, direction: str) -> None: ...
 
 
 class NullMetrics:
-    def desired(self, pool: str, replicas: int, max_replicas: int) -> None:
+    def replicas(self, pool: str, desired: int, current: int, max_replicas: int) -> None:
         pass
 
     def scaled(self, pool: str, direction: str) -> None:
@@ -35,11 +35,13 @@ class RecordingMetrics:
 
     def __init__(self) -> None:
         self.desired_by_pool: dict[str, int] = {}
+        self.current_by_pool: dict[str, int] = {}
         self.max_by_pool: dict[str, int] = {}
         self.scales: list[tuple[str, str]] = []
 
-    def desired(self, pool: str, replicas: int, max_replicas: int) -> None:
-        self.desired_by_pool[pool] = replicas
+    def replicas(self, pool: str, desired: int, current: int, max_replicas: int) -> None:
+        self.desired_by_pool[pool] = desired
+        self.current_by_pool[pool] = current
         self.max_by_pool[pool] = max_replicas
 
     def scaled(self, pool: str, direction: str) -> None:
@@ -56,6 +58,13 @@ class PrometheusMetrics:
             ["workerpool"],
             registry=registry,
         )
+        self._current = Gauge(
+            "kubetaskqueue_operator_current_replicas",
+            "Worker pods of a WorkerPool's target that exist (its scale status.replicas), "
+            "as the operator last read them.",
+            ["workerpool"],
+            registry=registry,
+        )
         self._max = Gauge(
             "kubetaskqueue_operator_max_replicas",
             "spec.maxReplicas of a WorkerPool (the alert on a pool pinned at max compares).",
@@ -69,8 +78,9 @@ class PrometheusMetrics:
             registry=registry,
         )
 
-    def desired(self, pool: str, replicas: int, max_replicas: int) -> None:
-        self._desired.labels(workerpool=pool).set(replicas)
+    def replicas(self, pool: str, desired: int, current: int, max_replicas: int) -> None:
+        self._desired.labels(workerpool=pool).set(desired)
+        self._current.labels(workerpool=pool).set(current)
         self._max.labels(workerpool=pool).set(max_replicas)
 
     def scaled(self, pool: str, direction: str) -> None:

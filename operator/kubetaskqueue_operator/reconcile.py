@@ -156,7 +156,8 @@ def reconcile(deps: Deps, pool: ObjectRef, body: Mapping[str, Any], mem: PoolMem
             r.fail("ScaleFailed", str(exc))
         _announce(deps, r, spec.target, scale.replicas, decision.desired, decision.message)
 
-    deps.metrics.desired(f"{ns}/{pool.name}", decision.desired, spec.policy.max_replicas)
+    deps.metrics.replicas(f"{ns}/{pool.name}", decision.desired, scale.current,
+                          spec.policy.max_replicas)
     # Scaling: this round changed the size, or the pods have not caught up with it yet.
     scaling = decision.desired != scale.replicas or decision.desired != scale.current
     r.condition(cond.SCALING, scaling, decision.reason, decision.message)

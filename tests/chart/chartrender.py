@@ -117,6 +117,7 @@ TOGGLES: dict[str, dict[str, Any]] = {
     "operator.enabled=false": {"operator": {"enabled": False}},
     "metrics.serviceMonitor.enabled": {"metrics": {"serviceMonitor": {"enabled": True}}},
     "metrics.prometheusRule.enabled": {"metrics": {"prometheusRule": {"enabled": True}}},
+    "metrics.grafanaDashboard.enabled": {"metrics": {"grafanaDashboard": {"enabled": True}}},
     "networkPolicy.enabled": {"networkPolicy": {"enabled": True}},
     "own worker image": {"worker": {"image": {"repository": "registry.example/myapp",
                                               "tag": "1.2.3"},
@@ -129,7 +130,8 @@ TOGGLES: dict[str, dict[str, Any]] = {
                                                      "secretName": "queues-tls"}]}},
                   "networkPolicy": {"enabled": True}},
     "everything on": {"metrics": {"serviceMonitor": {"enabled": True},
-                                  "prometheusRule": {"enabled": True}},
+                                  "prometheusRule": {"enabled": True},
+                                  "grafanaDashboard": {"enabled": True}},
                       "networkPolicy": {"enabled": True},
                       "imagePullSecrets": [{"name": "regcred"}]},
 }

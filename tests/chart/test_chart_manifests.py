@@ -79,7 +79,7 @@ def test_generator_puts_every_template_somewhere() -> None:
     templates = {p.name for p in (ROOT / "charts/kubetaskqueue/templates").glob("*.yaml")}
     not_in_manifests = {"uninstall-serviceaccount.yaml", "uninstall-role.yaml",
              "uninstall-rolebinding.yaml", "uninstall-job.yaml",
-             "servicemonitor.yaml", "prometheusrule.yaml"}
+             "servicemonitor.yaml", "prometheusrule.yaml", "grafana-dashboard-configmap.yaml"}
     assert templates - not_in_manifests == set(generate_manifests.FILES)
 
 

@@ -85,6 +85,10 @@ def test_counts_and_managers_update_live_without_reload(stack: dict[str, Any],
     from playwright.sync_api import expect
 
     manager: Manager = stack["manager"]
+    # The states and counters are named as in `kubetaskqueue stats` (README's glossary).
+    expect(page.locator("#topics thead th")).to_have_text([
+        "topic", "input", "scheduled", "work", "dead", "enqueued/s", "completed/s",
+        "retried/s", "failed/s", "oldest ready", "completed", "throughput"])
     manager.enqueue_many("dash_idle", [1, 2, 3])  # no processor: they stay ready
     expect(cell(page, "dash_idle", "input")).to_have_text("3")
     manager.enqueue_many("dash_idle", [4, 5])

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from helpers import RedisServer, Workers, free_port, wait_until
 from kubetaskqueue import Manager, Task
 from kubetaskqueue.cli import cli
-from kubetaskqueue.metrics import QueueStateCollector
+from kubetaskqueue.metrics import OUTCOMES, QueueStateCollector
 from prometheus_client import CollectorRegistry
 
 
@@ -43,14 +43,35 @@ def test_worker_metrics_count_outcomes(any_url: str) -> None:
     m.enqueue("t", "bad", num_retries=1)
     m.run(burst=True)
     value = m.metrics.registry.get_sample_value
-    assert value("kubetaskqueue_tasks_processed_total", {"topic": "t", "outcome": "succeeded"}) == 2
-    assert value("kubetaskqueue_tasks_processed_total", {"topic": "t", "outcome": "retried"}) == 1
-    assert value("kubetaskqueue_tasks_processed_total", {"topic": "t", "outcome": "dead"}) == 1
-    assert value("kubetaskqueue_tasks_processed_total", {"topic": "t", "outcome": "failed"}) == 2
+    outcomes = {o: value("kubetaskqueue_tasks_processed_total", {"topic": "t", "outcome": o})
+                for o in OUTCOMES}
+    # One outcome per attempt, and the words mean what the stats counters mean.
+    assert outcomes == {"completed": 2, "retried": 1, "failed": 1, "released": None,
+                        "lost": None, "fenced": None}
+    stats = m.stats()["topics"]["t"]
+    assert (stats["completed"], stats["retried"], stats["failed"]) == (2, 1, 1)
+    assert value("kubetaskqueue_task_errors_total", {"topic": "t"}) == 2  # both bad attempts
     assert value("kubetaskqueue_task_duration_seconds_count", {"topic": "t"}) == 4
     assert value("kubetaskqueue_task_wait_seconds_count", {"topic": "t"}) == 4
     assert value("kubetaskqueue_worker_slots", {"state": "idle"}) == 5
     assert value("kubetaskqueue_build_info", {"version": kubetaskqueue.__version__}) == 1
+
+
+def test_a_reaped_lease_counts_as_lost(any_url: str) -> None:
+    m = Manager(any_url, poll_interval_s=0.05)
+    m.configure(reap_interval_s=0.05)
+    m.register("t", lambda task: None)
+    m.enqueue("t", 1)
+    m.store.claim("t", 1, 0.01, "gone-0-aaaaaaaa")  # a worker that died holding the lease
+    value = m.metrics.registry.get_sample_value
+    m.start()
+    try:
+        wait_until(lambda: value("kubetaskqueue_tasks_processed_total",
+                                 {"topic": "t", "outcome": "completed"}) == 1)
+    finally:
+        m.stop()
+    assert value("kubetaskqueue_tasks_processed_total", {"topic": "t", "outcome": "lost"}) == 1
+    assert m.stats()["topics"]["t"]["started"] == 2  # the lost attempt and the one that ran
 
 
 def test_queue_state_collector_matches_stats_json(redis_url: str) -> None:

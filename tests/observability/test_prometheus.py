@@ -58,7 +58,7 @@ def test_dead_tasks_fire_alert_and_queue_sums_are_not_multiplied(
             assert summed("input") == real["waiting"]["input"] + real["sleep"]["input"]
             assert summed("dead") == real["sleep"]["dead"] == 2
             processed = prometheus.query(
-                'sum(kubetaskqueue_tasks_processed_total{outcome="dead"})')
+                'sum(kubetaskqueue_tasks_processed_total{outcome="failed"})')
             assert float(processed[0]["value"][1]) == 2
         finally:
             prometheus.stop()

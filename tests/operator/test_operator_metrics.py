@@ -8,15 +8,16 @@ from kubetaskqueue_operator.metrics import NullMetrics, PrometheusMetrics, make_
 prometheus_client = pytest.importorskip("prometheus_client")
 
 
-def test_desired_replicas_and_scale_total() -> None:
+def test_replicas_and_scale_total() -> None:
     registry = prometheus_client.CollectorRegistry()
     m = PrometheusMetrics(registry)
-    m.desired("jobs/pool", 4, 10)
+    m.replicas("jobs/pool", desired=4, current=2, max_replicas=10)
     m.scaled("jobs/pool", "up")
     m.scaled("jobs/pool", "up")
     m.scaled("jobs/pool", "down")
     get = registry.get_sample_value
     assert get("kubetaskqueue_operator_desired_replicas", {"workerpool": "jobs/pool"}) == 4
+    assert get("kubetaskqueue_operator_current_replicas", {"workerpool": "jobs/pool"}) == 2
     assert get("kubetaskqueue_operator_max_replicas", {"workerpool": "jobs/pool"}) == 10
     assert (
         get("kubetaskqueue_operator_scale_total", {"workerpool": "jobs/pool", "direction": "up"})

@@ -42,6 +42,7 @@ def test_scale_up_patches_target_writes_status_and_posts_event(world: World) -> 
     )
     assert message.startswith("Scaled deployment/workers from 1 to 3: backlog 25 / 10")
     assert world.metrics.desired_by_pool == {"jobs/pool": 3}
+    assert world.metrics.current_by_pool == {"jobs/pool": 1}  # the pods that existed
     assert world.metrics.scales == [("jobs/pool", "up")]
 
 

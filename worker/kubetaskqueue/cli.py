@@ -261,14 +261,30 @@ def enqueue(ctx: click.Context, topic: str, payload: str | None, lines: IO[str] 
 
 STATS_COLUMNS = ("input", "scheduled", "work", "dead", "enqueued", "started", "retried",
                  "failed", "completed")
+# What each column counts: README's glossary, in `stats --help` and under the demo's table.
+STATS_GLOSSARY = {
+    "input": "tasks ready to run",
+    "scheduled": "tasks delayed or waiting out a retry backoff",
+    "work": "tasks leased to a worker, running",
+    "dead": "tasks that failed for good (kept until requeued or purged)",
+    "enqueued": "tasks added",
+    "started": "attempts begun",
+    "retried": "attempts that errored (or asked to Retry) and will run again",
+    "failed": "tasks with no retries left, moved to dead",
+    "completed": "tasks done",
+}
 
 
-@cli.command(epilog=EPILOG)
+def glossary(columns: tuple[str, ...]) -> str:
+    return "\n".join(f"{c:<10} {STATS_GLOSSARY[c]}" for c in columns)
+
+
+@cli.command(epilog=EPILOG, help="Queue sizes and counters per topic, and live managers."
+             "\n\n\b\n" + glossary(STATS_COLUMNS))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output")
 @click.pass_context
 @runtime_errors
 def stats(ctx: click.Context, as_json: bool) -> None:
-    """Queue sizes and counters per topic, and live managers."""
     data = _manager(ctx).stats()
     if as_json:
         click.echo(json.dumps(data, sort_keys=True))
@@ -315,10 +331,10 @@ def format_event(event: Event) -> str:
     millis = int(event.time % 1 * 1000)
     stamp = time.strftime("%H:%M:%S", time.gmtime(event.time)) + f".{millis:03d}"
     if event.stats is not None:
-        busy = sum(t["work"] for t in event.stats["topics"].values())
-        ready = sum(t["input"] for t in event.stats["topics"].values())
-        return (f"{stamp} {event.type} managers={event.stats['managers']} ready={ready} "
-                f"work={busy}")
+        work = sum(t["work"] for t in event.stats["topics"].values())
+        queued = sum(t["input"] for t in event.stats["topics"].values())
+        return (f"{stamp} {event.type} managers={event.stats['managers']} input={queued} "
+                f"work={work}")
     who = event.manager or f"{event.topic} {event.task_id}"
     attempt = f" attempt={event.attempt}" if event.attempt else ""
     detail = f" {event.detail}" if event.detail else ""
@@ -405,6 +421,7 @@ def demo(tasks: int) -> None:
         logger.setLevel(logging.CRITICAL)
     stats, dead_reasons = run_demo(tasks)
     click.echo(format_stats_table(stats))
+    click.echo(glossary(("retried", "failed")))
     for topic, reason, count in dead_reasons:
         click.echo(f"dead in {topic}: {count} x {reason}")
 

@@ -17,9 +17,9 @@ its own tag. Nothing else in the code builds key names.
 | ``<ns>:{<topic>}:work``          | zset | id -> lease deadline (in-flight tasks)        |
 | ``<ns>:{<topic>}:dead``          | list | dead task ids, newest first                   |
 | ``<ns>:{<topic>}:wake``          | list | wake-up hints for idle managers (capped)      |
-| ``<ns>:{<topic>}:stats``         | hash | the seed's five counters: enqueued, started,  |
-|                                  |      | retried, failed, completed; plus lost (worker |
-|                                  |      | losses) and fenced                            |
+| ``<ns>:{<topic>}:stats``         | hash | counters (README's glossary): enqueued,       |
+|                                  |      | started, retried, failed (moved to dead),     |
+|                                  |      | completed, lost (worker losses), fenced       |
 | ``<ns>:{<topic>}:events``        | stream | recent task events (capped, see events.py)  |
 | ``<ns>:{<topic>}:rate``          | hash | rate limit: managers' declarations, the limit |
 |                                  |      | in force, token bucket; mean run time         |

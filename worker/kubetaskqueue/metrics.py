@@ -20,7 +20,9 @@ from .keys import STAT_FIELDS
 from .queue_state import read_queue_state
 from .version import __version__
 
-OUTCOMES = ("succeeded", "failed", "retried", "dead", "released", "lease_expired", "fenced")
+# The words of README's glossary. An attempt ends in exactly one outcome, and the
+# outcomes that share a name with a queue event count the same thing.
+OUTCOMES = ("completed", "retried", "failed", "released", "lost", "fenced")
 QUEUE_STATES = ("input", "scheduled", "work", "dead")
 
 # Task durations range from milliseconds to many minutes.
@@ -35,9 +37,15 @@ class WorkerMetrics:
         self.registry = registry or CollectorRegistry()
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.processed = Counter(
-            "kubetaskqueue_tasks_processed", "Task attempts finished by this pod, by outcome. "
-            "failed = the processor raised or timed out (each also counts as retried or dead).",
+            "kubetaskqueue_tasks_processed", "Task attempts that ended on this pod, by outcome: "
+            "completed, retried (runs again), failed (no retries left: moved to dead), "
+            "released (handed back at shutdown), lost (lease expired, found by this pod's "
+            "reaper), fenced (result refused: the lease was taken over).",
             ["topic", "outcome"], registry=self.registry)
+        self.errors = Counter(
+            "kubetaskqueue_task_errors", "Attempts on this pod whose processor raised, timed "
+            "out or got a malformed task; each also counts as outcome retried or failed "
+            "(a Retry request is not an error).", ["topic"], registry=self.registry)
         self.duration = Histogram(
             "kubetaskqueue_task_duration_seconds", "Time a processor ran, per attempt.",
             ["topic"], buckets=_DURATION_BUCKETS, registry=self.registry)
@@ -58,8 +66,12 @@ class WorkerMetrics:
     def attempt_started(self, topic: str, wait_s: float) -> None:
         self._child(self.wait, topic).observe(wait_s)
 
-    def attempt_finished(self, topic: str, outcome: str, duration_s: float | None) -> None:
+    def attempt_finished(self, topic: str, outcome: str, duration_s: float | None,
+                         error: bool = False) -> None:
+        """``outcome`` is one of OUTCOMES; ``error`` = the processor raised or timed out."""
         self._child(self.processed, topic, outcome).inc()
+        if error:
+            self._child(self.errors, topic).inc()
         if duration_s is not None:
             self._child(self.duration, topic).observe(duration_s)
 
@@ -71,8 +83,12 @@ class WorkerMetrics:
             child = self._children[key] = metric.labels(*labels)
         return child
 
-    def leases_expired(self, topic: str, count: int) -> None:
-        self.processed.labels(topic, "lease_expired").inc(count)
+    def leases_expired(self, topic: str, lost: int, dead: int) -> None:
+        """The reaper found expired leases: ``lost`` run again, ``dead`` were poison."""
+        if lost:
+            self.processed.labels(topic, "lost").inc(lost)
+        if dead:
+            self.processed.labels(topic, "failed").inc(dead)
 
 
 class QueueStateCollector(Collector):
@@ -95,8 +111,10 @@ class QueueStateCollector(Collector):
             return
         up.add_metric([], 1)
         yield up
-        tasks = GaugeMetricFamily("kubetaskqueue_queue_tasks", "Tasks per topic and state.",
-                                  labels=["topic", "state"])
+        tasks = GaugeMetricFamily(
+            "kubetaskqueue_queue_tasks", "Tasks per topic and state: input (ready), scheduled "
+            "(delayed or backing off), work (leased to a worker), dead (failed for good).",
+            labels=["topic", "state"])
         oldest = GaugeMetricFamily(
             "kubetaskqueue_queue_oldest_task_age_seconds",
             "How long the oldest ready task has waited (0 when none is ready; delayed and "
@@ -106,10 +124,10 @@ class QueueStateCollector(Collector):
             "Age of the oldest task in the dead queue (0 when empty).", labels=["topic"])
         events = CounterMetricFamily(
             "kubetaskqueue_queue_events",
-            "Cluster-wide task events per topic, kept in Redis (the seed's counters): "
-            "enqueued, started (attempts), retried, failed (moved to dead), completed, "
-            "lost (worker losses: the task ran again, retry not spent), "
-            "fenced (late results refused).", labels=["topic", "event"])
+            "Cluster-wide task events per topic, kept in Redis (the stats counters): "
+            "enqueued, started (attempts), retried, failed (no retries left: moved to dead), "
+            "completed, lost (worker losses: runs again without spending a retry, or dead "
+            "as poison), fenced (late results refused).", labels=["topic", "event"])
         for topic, t in sorted(state.topics.items()):
             for name in QUEUE_STATES:
                 tasks.add_metric([topic, name], getattr(t, name))

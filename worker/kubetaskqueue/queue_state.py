@@ -53,11 +53,12 @@ class QueueState:
     redis_time: float
 
     def as_stats(self) -> dict[str, Any]:
-        """The `stats --json` shape: per topic the four queues and the seed's five counters."""
+        """The `stats --json` shape: per topic the four states and five counters (the
+        olivere/taskqueue keys; README's glossary says what each counts)."""
         topics = {}
         for name, t in sorted(self.topics.items()):
             row = {"input": t.input, "scheduled": t.scheduled, "work": t.work, "dead": t.dead}
-            # The seed's five counters; lost and fenced are in the exporter's metrics.
+            # lost and fenced are in the exporter's metrics only: the shape stays the original's.
             row.update({c: t.counters.get(c, 0) for c in STAT_FIELDS if c not in EXTRA_COUNTERS})
             topics[name] = row
         return {"topics": topics, "managers": len(self.managers)}

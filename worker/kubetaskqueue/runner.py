@@ -396,7 +396,8 @@ class Runner:
     def _fail_in_redis(self, topic: str, task_id: str, token: str, attempt_no: int,
                        outcome: Outcome, duration_s: float = 0.0,
                        retries_left: bool = False) -> None:
-        """Record a failed attempt (successes go through the ack thread)."""
+        """Record an attempt that raised, timed out or asked to Retry (successes go through
+        the ack thread)."""
         assert outcome.error is not None
         error = outcome.error
         retry_delay_s = outcome.retry_delay_s
@@ -408,10 +409,11 @@ class Runner:
             f"the outcome of task {task_id}")
         if result is None:
             return
-        _log_outcome(topic, task_id, attempt_no, result, outcome, duration_s)
-        self.metrics.attempt_finished(topic, result, duration_s)
-        if outcome.retry_delay_s is None:  # raised, timed out, malformed (not a Retry)
-            self.metrics.attempt_finished(topic, "failed", None)
+        ended = "failed" if result == "dead" else result  # the glossary's word for it
+        _log_outcome(topic, task_id, attempt_no, ended, outcome, duration_s)
+        # An error: raised, timed out, malformed (a Retry request is not one).
+        errored = outcome.retry_delay_s is None and ended != "fenced"
+        self.metrics.attempt_finished(topic, ended, duration_s, error=errored)
 
     def _ack_loop(self) -> None:
         while True:
@@ -440,7 +442,7 @@ class Runner:
                 return
             for attempt in group:
                 task = attempt.task
-                result = "fenced" if task.id in fenced else "succeeded"
+                result = "fenced" if task.id in fenced else "completed"
                 duration_s = time.monotonic() - attempt.started
                 _log_outcome(topic, task.id, task.attempt, result, Outcome(), duration_s)
                 self.metrics.attempt_finished(topic, result, duration_s)
@@ -529,7 +531,7 @@ class Runner:
         for topic in self.topics:
             lost, dead = self.store.reap(topic, self.settings.max_worker_losses)
             if lost or dead:
-                self.metrics.leases_expired(topic, lost + dead)
+                self.metrics.leases_expired(topic, lost, dead)
                 log.warning("expired leases in %r (worker lost): %d task(s) requeued, %d poison "
                             "moved to dead", topic, lost, dead)
 
@@ -556,15 +558,17 @@ class Runner:
 
 def _log_outcome(topic: str, task_id: str, attempt_no: int, result: str, outcome: Outcome,
                  duration_s: float) -> None:
-    if result == "succeeded":
-        log.debug("task %s of %r succeeded in %.3fs", task_id, topic, duration_s)
+    if result == "completed":
+        log.debug("task %s of %r completed in %.3fs", task_id, topic, duration_s)
     elif result == "fenced":
         log.warning("task %s of %r finished after its lease was taken over; the result was "
                     "refused (another attempt owns it)", task_id, topic)
     elif outcome.retry_delay_s is not None and result == "retried":
         log.info("task %s of %r asked to retry in %.3fs", task_id, topic, outcome.retry_delay_s)
+    elif result == "failed":
+        log.error("task %s of %r failed (attempt %d, no retries left; moved to dead): %s",
+                  task_id, topic, attempt_no, error_line(outcome.error or ""))
     else:
-        level = logging.ERROR if result == "dead" else logging.WARNING
-        log.log(level, "task %s of %r failed attempt %d (%s): %s", task_id, topic, attempt_no,
-                result, error_line(outcome.error or ""))
+        log.warning("task %s of %r: attempt %d errored (retried): %s", task_id, topic,
+                    attempt_no, error_line(outcome.error or ""))
 

@@ -296,7 +296,8 @@ class RedisStore:
 
     def fail(self, topic: str, task_id: str, token: str, error: str, retry_delay_s: float,
              *, bury: bool = False) -> str:
-        """Record a failed attempt; returns 'retried', 'dead' or 'fenced'."""
+        """Record an attempt that errored or asked to Retry; returns 'retried', 'dead' (the
+        task failed: no retries left) or 'fenced'."""
         k = self.keys(topic)
         return str(self._run(
             "fail", [k.input, k.scheduled, k.work, k.dead, k.stats, k.wake, k.events],
