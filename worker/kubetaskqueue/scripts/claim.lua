@@ -71,7 +71,14 @@ if max > 0 then
   for _, m in ipairs(moving) do
     candidates[#candidates + 1] = m
   end
-  table.sort(candidates, function(a, b) return a.score < b.score end)
+  for i, c in ipairs(candidates) do
+    c.order = i
+  end
+  -- Ties (only hand-made scores tie) keep input's rank order, so the input ids taken
+  -- are exactly its first ones.
+  table.sort(candidates, function(a, b)
+    return a.score < b.score or (a.score == b.score and a.order < b.order)
+  end)
 end
 local take, from_input = {}, 0
 for i = 1, math.min(max, #candidates) do
@@ -135,15 +142,17 @@ end
 -- When to claim again: a dropped id leaves room now; ready tasks the limit held back
 -- wait for its next token; else the next scheduled task.
 local again = nil
-if dropped then
-  again = 0
-elseif limit then
+if limit then
+  local tat = base + #claimed * limit.interval
   if #claimed > 0 then
-    redis.call('HSET', rate, 'tat', fmt(base + #claimed * limit.interval))
+    redis.call('HSET', rate, 'tat', fmt(tat))
   end
   if redis.call('ZCARD', input) > 0 then
-    again = math.max(0, base + #claimed * limit.interval - (limit.burst - 1) * limit.interval - now)
+    again = math.max(0, tat - (limit.burst - 1) * limit.interval - now)
   end
+end
+if dropped then
+  again = 0
 end
 local head = redis.call('ZRANGE', scheduled, 0, 0, 'WITHSCORES')
 if head[2] then
