@@ -63,7 +63,11 @@ if #due < promote then
   gather(old, 'legacy')
 end
 local candidates = {}
-if max > 0 then
+if max > 0 and #moving == 0 then  -- the usual case: the head of input, in order
+  for _, id in ipairs(redis.call('ZRANGE', input, 0, max - 1)) do
+    candidates[#candidates + 1] = {id = id, from = 'input'}
+  end
+elseif max > 0 then  -- merge the ids joining input by score
   local head = redis.call('ZRANGE', input, 0, max - 1, 'WITHSCORES')
   for i = 1, #head, 2 do
     candidates[#candidates + 1] = {id = head[i], score = tonumber(head[i + 1]), from = 'input'}
