@@ -48,7 +48,7 @@ def test_enqueue_prints_id_and_stats_json_has_the_contract_shape(url: str) -> No
     assert code == 0
     assert json.loads(out) == {"topics": {"email": {
         "input": 1, "scheduled": 0, "work": 0, "dead": 0, "enqueued": 1, "started": 0,
-        "retried": 0, "failed": 0, "completed": 0}}, "managers": 0}
+        "retried": 0, "failed": 0, "completed": 0, "dead_dropped": 0}}, "managers": 0}
 
 
 def test_stats_table(url: str) -> None:

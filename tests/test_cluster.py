@@ -18,12 +18,13 @@ import pytest
 import redis
 from click.testing import CliRunner
 from helpers import RedisServer, free_cluster_port, wait_until
-from kubetaskqueue import ConfigError, Manager, Task
+from kubetaskqueue import ConfigError, Manager, ResultTimeoutError, Task
 from kubetaskqueue import cluster as cluster_module
 from kubetaskqueue.admin import requeue_dead, select_dead
 from kubetaskqueue.cli import cli
 from kubetaskqueue.errors import RedisUnavailableError
 from kubetaskqueue.metrics import QueueStateCollector
+from kubetaskqueue.runner import RedisHealth
 from kubetaskqueue.store import connect
 from kubetaskqueue_operator.queue import RedisQueueReader
 from prometheus_client import CollectorRegistry
@@ -96,7 +97,9 @@ def test_one_manager_serves_topics_on_every_master(cluster: Cluster, cluster_url
     runner = threading.Thread(target=m.run, daemon=True)
     runner.start()
     wait_until(lambda: m.stats()["managers"] == 1, 10, what="manager registered")
-    time.sleep(0.3)  # idle: blocked on the wake-up lists
+    # Idle: every master has a client blocked on a wake-up list.
+    wait_until(lambda: all(redis.Redis(port=n.port).info("clients")["blocked_clients"] >= 1
+                           for n in cluster.nodes), 10, what="wake-up threads blocked")
     for topic in topics:
         m.enqueue(topic, {"sent": time.time()})
     wait_until(lambda: len(latency) == 3, 5, what="one task per master done")
@@ -132,6 +135,29 @@ def test_retries_dead_and_requeue_on_another_master(cluster: Cluster, cluster_ur
     m.run(burst=True)
     assert attempts == [1, 2, 1]
     assert m.stats()["topics"][topic]["completed"] == 1
+
+
+def test_results_lookup_delete_and_dead_retention(cluster: Cluster, cluster_url: str) -> None:
+    topic = cluster.topics_on_every_node()[1]
+    m = Manager(cluster_url, poll_interval_s=0.1, num_workers=2, dead_max_tasks=1)
+
+    @m.processor(topic)
+    def double(task: Task) -> int:
+        if task.payload == 0:
+            raise RuntimeError("zero")
+        return int(task.payload) * 2
+
+    kept = m.enqueue(topic, 21, keep_result_s=60)
+    m.enqueue_many(topic, [0, 0])
+    m.run(burst=True)
+    assert m.result(topic, kept, wait_s=5) == 42
+    assert m.stats()["topics"][topic]["dead_dropped"] == 1  # the cap is 1
+    later = m.enqueue(topic, 1, delay_s=600, keep_result_s=60)
+    info = m.task(topic, later)
+    assert info is not None and info.state == "scheduled"
+    with pytest.raises(ResultTimeoutError):  # a blocking wait on the topic's master
+        m.result(topic, later, wait_s=0.2)
+    assert m.delete(topic, later) is True and m.task(topic, later) is None
 
 
 def test_watch_follows_topics_in_different_slots(cluster: Cluster, cluster_url: str) -> None:
@@ -209,10 +235,40 @@ def test_operator_exporter_and_cli_read_queue_state_across_masters(
     assert [json.loads(result.stdout)["topics"][t]["input"] for t in topics] == [1, 2, 3]
 
 
-def test_a_manager_rides_out_the_whole_cluster_going_away(
+def test_schedules_fire_into_topics_on_every_master_and_are_listed(
         cluster: Cluster, cluster_url: str) -> None:
+    """Each fire is one script in its topic's slot; the listing reads them all."""
+    topics = cluster.topics_on_every_node()
+    m = Manager(cluster_url, poll_interval_s=0.2, lease_ttl_s=3.0)
+    runs: list[tuple[str, float]] = []
+    for topic in topics:
+        m.register(topic, lambda task: runs.append((task.topic, task.payload["fire_time"])))
+        m.schedule(f"every-{topic}", topic, {}, every_s=0.2)
+    m.start()
+    try:
+        wait_until(lambda: {t for t, _ in runs} == set(topics), 10, what="a fire per master")
+        result = CliRunner().invoke(cli, ["--redis-url", cluster_url, "schedules", "--json"])
+        assert result.exit_code == 0, result.output
+        listed = json.loads(result.stdout)["schedules"]
+        assert [(s["topic"], s["managers"]) for s in listed] == [(t, 1) for t in topics]
+        assert all(s["last_fire"] for s in listed)
+    finally:
+        m.stop()
+    assert len(runs) == len(set(runs))
+
+
+def test_a_manager_rides_out_the_whole_cluster_going_away(
+        cluster: Cluster, cluster_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Last in the module: it restarts every node (data is not persisted here)."""
     topics = cluster.topics_on_every_node()
+    failed_in: set[str] = set()  # threads that met the outage
+    record_failure = RedisHealth.failure
+
+    def failure(health: RedisHealth, exc: Exception) -> float:
+        failed_in.add(threading.current_thread().name)
+        return record_failure(health, exc)
+
+    monkeypatch.setattr(RedisHealth, "failure", failure)
     m = Manager(cluster_url, poll_interval_s=0.2, num_workers=2, lease_ttl_s=3.0)
     done: list[str] = []
     for topic in topics:
@@ -223,7 +279,9 @@ def test_a_manager_rides_out_the_whole_cluster_going_away(
         wait_until(lambda: len(done) == 1, 10, what="first task done")
         for node in cluster.nodes:
             node.kill()
-        time.sleep(1.5)  # claim loop, wake-up threads and heartbeat all meet the outage
+        # The claim loop (woken by its wake-up threads) and the heartbeat meet the outage.
+        wait_until(lambda: {"kubetaskqueue-claim", "kubetaskqueue-maintenance"} <= failed_in,
+                   10, what="claim loop and heartbeat saw Redis down")
         for node in cluster.nodes:
             node.start()
         wait_until(lambda: cluster.client.cluster_info().get("cluster_state") == "ok", 30,

@@ -42,7 +42,8 @@ def test_success_retry_and_dead_counters(any_url: str) -> None:
     assert sorted(seen) == [("bad", 1), ("bad", 2), ("bad", 3), ("good", 1)]
     assert m.stats()["topics"]["jobs"] == {
         "input": 0, "scheduled": 0, "work": 0, "dead": 1,
-        "enqueued": 2, "started": 4, "retried": 2, "failed": 1, "completed": 1}
+        "enqueued": 2, "started": 4, "retried": 2, "failed": 1, "completed": 1,
+        "dead_dropped": 0}
     fields = m.store.client.hgetall(m.store.keys("jobs").task(
         m.store.client.lindex(m.store.keys("jobs").dead, 0)))
     assert "RuntimeError: always fails" in fields["last_error"]

@@ -24,7 +24,7 @@ def store(any_url: str) -> RedisStore:
 
 
 def new(task_id: str, priority: int = 0, delay_s: float = 0.0) -> NewTask:
-    return NewTask(task_id, "{}", 3, None, delay_s, priority)
+    return NewTask(task_id, "{}", 3, None, delay_s, priority=priority)
 
 
 def claim_ids(store: RedisStore, n: int = 100, ttl_s: float = 30.0) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from helpers import wait_until
 from kubetaskqueue.errors import DuplicateTaskError
 from kubetaskqueue.queue_state import read_queue_state
 from kubetaskqueue.store import NewTask, RedisStore, connect
@@ -19,6 +20,11 @@ def store(any_url: str) -> RedisStore:
 
 def new(task_id: str, retries: int = 0, delay_s: float = 0.0) -> NewTask:
     return NewTask(task_id, '{"n": 1}', retries, None, delay_s)
+
+
+def redis_now(store: RedisStore) -> float:
+    seconds, micros = store.client.time()
+    return seconds + micros / 1e6
 
 
 def counts(store: RedisStore) -> dict[str, int]:
@@ -98,10 +104,13 @@ def test_bury_sends_to_dead_whatever_retries_remain(store: RedisStore) -> None:
 
 def test_extend_renews_only_valid_leases(store: RedisStore) -> None:
     store.enqueue(TOPIC, [new("a"), new("b")])
-    _, rows = store.claim(TOPIC, 2, 1.0, "m1")
-    time.sleep(0.6)
-    assert store.extend(TOPIC, [(r.id, r.token) for r in rows], 1.0) == []
-    time.sleep(0.6)  # past the first deadline, within the renewed one (0.4 s margins)
+    _, rows = store.claim(TOPIC, 2, 0.2, "m1")
+    work = store.keys(TOPIC).work
+    first_deadline = max(store.client.zscore(work, r.id) for r in rows)
+    assert store.extend(TOPIC, [(r.id, r.token) for r in rows], 30) == []
+    assert min(store.client.zscore(work, r.id) for r in rows) > first_deadline + 29
+    # Past the first deadline on the Redis clock, well within the renewed one.
+    wait_until(lambda: redis_now(store) > first_deadline, 10, what="first deadline passed")
     assert store.reap(TOPIC, 3) == (0, 0)
     assert store.extend(TOPIC, [("a", "999")], 30) == ["a"]
 

@@ -7,12 +7,17 @@ with its hash."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import pytest
 import redis
 from cluster_proc import ClusterSet, start_cluster
 from kubetaskqueue import Manager
+from kubetaskqueue.metrics import WorkerMetrics
+from kubetaskqueue.runner import RedisHealth
+from kubetaskqueue.schedule_rules import make_rule
+from kubetaskqueue.schedules import Schedule, Scheduler
 from kubetaskqueue.store import NewTask, RedisStore
 from probe import wait_until
 from redis_proc import RedisFleet
@@ -102,3 +107,36 @@ def test_a_half_moved_slot_stops_claim_reap_and_requeue_before_they_write(
     _, claimed = store.claim(TOPIC, 100, 30.0, "live-manager")
     assert sorted(c.id for c in claimed) == sorted(
         tasks["input"] + tasks["scheduled"] + tasks["expired"] + tasks["dead"])
+
+
+def test_a_half_moved_schedule_record_stops_its_fire_before_it_writes(
+        fleet: RedisFleet) -> None:
+    """fire_schedule.lua reads the schedule's record (not in KEYS) like a task hash."""
+    cluster: ClusterSet = start_cluster(fleet, masters=2)
+    source = cluster.owner(TOPIC)
+    target = next(n for n in cluster.masters() if n.port != source.port)
+    store = Manager(cluster.url).store
+    k = store.keys(TOPIC)
+    beat = Schedule("mig-beat", TOPIC, "{}", make_rule(every_s=0.2))
+    scheduler = Scheduler(store, [beat], "m", WorkerMetrics(), RedisHealth("test"), 30.0)
+    last_fire = lambda: cluster.client.hget(k.schedule("mig-beat"), "last_fire")  # noqa: E731
+    wait_until(lambda: scheduler.tick() and last_fire(), 10, 0.05, what="a first fire")
+    on_source = source.client()
+    fired = set(on_source.keys(k.task_prefix + "*"))
+    record = on_source.hgetall(k.schedule("mig-beat"))
+
+    migration = cluster.begin_migration(TOPIC, target)
+    migration.move([k.schedule("mig-beat")])  # the record moves first, the queues stay
+    time.sleep(0.25)  # the next fire time is due
+    with pytest.raises(redis.RedisError) as refused:
+        scheduler.tick()
+    assert "TRYAGAIN" in str(refused.value) or "TTL exhausted" in str(refused.value)
+    assert set(on_source.keys(k.task_prefix + "*")) == fired  # nothing enqueued on the old master
+
+    migration.finish()
+    wait_until(lambda: cluster.owner(TOPIC).port == target.port, 10, 0.05,
+               what="slot served by the target")
+    assert cluster.client.hgetall(k.schedule("mig-beat")) == record
+    wait_until(lambda: scheduler.tick() and last_fire() != record["last_fire"], 10, 0.05,
+               what="fires again on the new master")
+    assert set(target.client().keys(k.task_prefix + "*")) > fired

@@ -20,6 +20,7 @@ from workers import WorkerPool
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(240)]
 
 LEASE_TTL_S = 5.0
+REDIS_DOWN_S = 2.0  # from the kill -9 to the restart
 WORKERS, SLOTS = 2, 8
 
 
@@ -50,15 +51,23 @@ def test_redis_killed_and_frozen_loses_nothing(queue_redis: RedisProc, ledger: L
     try:
         wait_until(lambda: ledger.count("finishes") >= OUTAGE_TASKS // 5, 60, what="run going")
         queue_redis.kill()  # SIGKILL mid-run; AOF with fsync always keeps every ack
-        time.sleep(2.0)
+        killed_at = time.monotonic()
+        wait_until(lambda: all(w.log().count("is unreachable") == 1 for w in workers), 30,
+                   what="every worker saw Redis go")
+        time.sleep(max(0.0, killed_at + REDIS_DOWN_S - time.monotonic()))  # the outage itself
         queue_redis.start()
+        down_s = time.monotonic() - killed_at
         # Each worker notices the restart before the freeze (it retries within a beat).
         wait_until(lambda: all(w.log().count("is reachable again") == 1 for w in workers), 30,
                    what="every worker reconnected")
         wait_until(lambda: ledger.count("finishes") >= OUTAGE_TASKS // 2, 60, what="resumed")
         queue_redis.pause()  # SIGSTOP: connections hang instead of failing
-        time.sleep(REDIS_PAUSE_S)
+        paused_at = time.monotonic()
+        wait_until(lambda: all(w.log().count("is unreachable") == 2 for w in workers),
+                   REDIS_PAUSE_S + 30, what="every worker saw Redis hang")
+        time.sleep(max(0.0, paused_at + REDIS_PAUSE_S - time.monotonic()))  # the outage itself
         queue_redis.resume()
+        pause_s = time.monotonic() - paused_at
         wait_until(lambda: topic_state(r, "work")["completed"] == OUTAGE_TASKS, 120, 0.2,
                    what="every task completed")
     finally:
@@ -66,7 +75,8 @@ def test_redis_killed_and_frozen_loses_nothing(queue_redis: RedisProc, ledger: L
             watch.stop()
     state = topic_state(r, "work")
     counts = ledger.start_counts()
-    figures.update(tasks=OUTAGE_TASKS, redis_kills=1, redis_pause_s=REDIS_PAUSE_S,
+    figures.update(tasks=OUTAGE_TASKS, redis_kills=1, redis_down_s=round(down_s, 1),
+                   redis_pause_s=round(pause_s, 1),
                    duplicates=duplicates(counts), fenced=state["fenced"],
                    reaped=state["lost"],
                    readyz=[w.states() for w in watches] or "worker has no HTTP port")

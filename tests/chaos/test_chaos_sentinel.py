@@ -6,6 +6,7 @@ id, and every enqueue the producer was told had succeeded that Redis then forgot
 from __future__ import annotations
 
 import itertools
+import math
 import random
 import threading
 import time
@@ -44,6 +45,9 @@ KILL_WITH_MIN_REPLICAS = FULL
 # Clients follow a promotion within Sentinel's announcement (~1 s after it promotes)
 # plus the client's re-check period (defaults.SENTINEL_RECHECK_S), with margin.
 FOLLOW_PROMOTION_S = 3.0
+# Without the kill -9, the run goes on until the producer has this many enqueues
+# acknowledged on the new primary after the old one was demoted.
+MIN_ACKS_AFTER = 20
 
 
 @dataclass
@@ -219,8 +223,11 @@ def test_sentinel_failover(replication: str, fleet: RedisFleet, ledger: Ledger,
             figures.update(promoted_after_kill_s=round(promoted2 - killed_at, 2),
                            kill_to_first_completion_s=round(done2 - killed_at, 2),
                            killed_node_rejoined_after_s=round(rejoined - killed_at, 2))
-        else:
-            time.sleep(1.0)  # some work on the new primary before the producer stops
+        else:  # some work on the new primary before the producer stops
+            wait_until(lambda: min(
+                acked_between(producer.acked, producer.ids(), demoted1, math.inf),
+                acked_between(producer.parked, producer.parked_ids(), demoted1, math.inf),
+            ) >= MIN_ACKS_AFTER, 30, what="enqueues acknowledged on the new primary")
         after = time.monotonic()
     finally:
         producer.stop()

@@ -81,13 +81,13 @@ class WorkerPool:
         return worker.killed_at
 
     def wait_started(self, worker: Worker, timeout_s: float = 30.0) -> None:
-        """Until the manager logged its start (its signal handlers come right after)."""
+        """Until the manager logged its start (Manager.run installs its signal handlers
+        before that, so a SIGTERM from then on is a graceful stop)."""
         deadline = time.monotonic() + timeout_s
         while "started: topics" not in worker.log():
             if not worker.alive() or time.monotonic() > deadline:
                 raise AssertionError(f"worker {worker.pod} did not start:\n{worker.log()}")
             time.sleep(0.05)
-        time.sleep(0.2)  # run() installs the handlers just after start() logs
 
     def terminate_all(self, timeout_s: float = 30.0) -> dict[int, int]:
         """SIGTERM every live worker (once started) and wait; returns pid -> exit code."""

@@ -100,6 +100,19 @@ def env(c: dict[str, Any]) -> dict[str, Any]:
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in c.get("env", [])}
 
 
+def secret_file(obj: dict[str, Any], variable: str,
+                c: dict[str, Any] | None = None) -> dict[str, str]:
+    """The Secret key behind the file a container's ``variable`` names, as
+    {"name": Secret, "key": key}, following the path to its read-only mount and volume."""
+    c = c or container(obj)
+    directory, _, filename = env(c)[variable].rpartition("/")
+    [mount] = [m for m in c.get("volumeMounts", []) if m["mountPath"] == directory]
+    assert mount.get("readOnly") is True, mount
+    [volume] = [v for v in pod_spec(obj)["volumes"] if v["name"] == mount["name"]]
+    [item] = [i for i in volume["secret"]["items"] if i["path"] == filename]
+    return {"name": volume["secret"]["secretName"], "key": item["key"]}
+
+
 def is_hook(obj: dict[str, Any]) -> bool:
     return "helm.sh/hook" in (obj["metadata"].get("annotations") or {})
 
@@ -118,7 +131,7 @@ TOGGLES: dict[str, dict[str, Any]] = {
     "metrics.serviceMonitor.enabled": {"metrics": {"serviceMonitor": {"enabled": True}}},
     "metrics.prometheusRule.enabled": {"metrics": {"prometheusRule": {"enabled": True}}},
     "metrics.grafanaDashboard.enabled": {"metrics": {"grafanaDashboard": {"enabled": True}}},
-    "networkPolicy.enabled": {"networkPolicy": {"enabled": True}},
+    "networkPolicy off": {"networkPolicy": {"enabled": False}},
     "own worker image": {"worker": {"image": {"repository": "registry.example/myapp",
                                               "tag": "1.2.3"},
                                     "app": "myapp.tasks:manager", "exampleApp": False},

@@ -20,6 +20,7 @@ from chartrender import (
     one,
     pod_spec,
     render,
+    secret_file,
 )
 
 DASHBOARD = f"{RELEASE}-kubetaskqueue-dashboard"
@@ -41,17 +42,18 @@ def test_off_by_default() -> None:
 
 def test_read_only_dashboard_is_a_deployment_and_a_service_without_a_token() -> None:
     objs = dashboard_objects(ON)
-    assert sorted(o["kind"] for o in objs) == ["Deployment", "Service"]
+    assert sorted(o["kind"] for o in objs) == ["Deployment", "NetworkPolicy", "Service"]
     deploy = one(objs, "Deployment", DASHBOARD)
     c = container(deploy)
     assert c["name"] == "dashboard"
     assert c["command"] == ["kubetaskqueue", "dashboard", "--host=0.0.0.0", "--port=8080"]
     assert c["image"] == f"ghcr.io/kubetaskqueue/kubetaskqueue:{chart().metadata['appVersion']}"
     variables = env(c)
-    assert variables["KUBETASKQUEUE_REDIS_URL"] == {
-        "secretKeyRef": {"name": REDIS_SECRET, "key": "url"}}
+    assert secret_file(deploy, "KUBETASKQUEUE_REDIS_URL_FILE") == {"name": REDIS_SECRET,
+                                                                  "key": "url"}
     assert variables["KUBETASKQUEUE_NAMESPACE"] == "kubetaskqueue"
-    assert "KUBETASKQUEUE_DASHBOARD_TOKEN" not in variables
+    assert not {"KUBETASKQUEUE_DASHBOARD_TOKEN", "KUBETASKQUEUE_DASHBOARD_TOKEN_FILE"} & set(
+        variables)
     assert c["ports"] == [{"name": "http", "containerPort": 8080}]
     # The kubelet would send the pod IP as Host, which the dashboard refuses (400).
     probe = {"path": "/healthz", "port": "http",
@@ -84,17 +86,19 @@ def test_dashboard_pod_is_locked_down_like_the_exporter() -> None:
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     assert c["securityContext"]["allowPrivilegeEscalation"] is False
     assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
-    assert c["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
-    assert spec["volumes"] == [{"name": "tmp", "emptyDir": {}}]
+    assert c["volumeMounts"] == container(exporter)["volumeMounts"]
+    assert spec["volumes"] == ref["volumes"]  # /tmp and the Redis URL Secret
 
 
 def test_actions_take_the_token_from_the_generated_secret() -> None:
     objs = dashboard_objects(ACTIONS)
-    assert sorted(o["kind"] for o in objs) == ["Deployment", "Secret", "Service"]
+    assert sorted(o["kind"] for o in objs) == ["Deployment", "NetworkPolicy", "Secret", "Service"]
     c = container(one(objs, "Deployment", DASHBOARD))
     assert c["command"][-1] == "--allow-actions"
-    assert env(c)["KUBETASKQUEUE_DASHBOARD_TOKEN"] == {
-        "secretKeyRef": {"name": DASHBOARD, "key": "token"}}
+    deploy = one(objs, "Deployment", DASHBOARD)
+    assert "KUBETASKQUEUE_DASHBOARD_TOKEN" not in env(c)
+    assert secret_file(deploy, "KUBETASKQUEUE_DASHBOARD_TOKEN_FILE") == {"name": DASHBOARD,
+                                                                        "key": "token"}
     secret = one(objs, "Secret", DASHBOARD)
     assert list(secret["data"]) == ["token"]
     import base64
@@ -147,9 +151,9 @@ def test_existing_secret_and_key_are_used_and_no_secret_is_created() -> None:
                             "token": {"existingSecret": "dash-token", "secretKey": "bearer"}}}
     objs = dashboard_objects(values)
     assert not find(objs, "Secret")
-    c = container(one(objs, "Deployment", DASHBOARD))
-    assert env(c)["KUBETASKQUEUE_DASHBOARD_TOKEN"] == {
-        "secretKeyRef": {"name": "dash-token", "key": "bearer"}}
+    assert secret_file(one(objs, "Deployment", DASHBOARD),
+                       "KUBETASKQUEUE_DASHBOARD_TOKEN_FILE") == {"name": "dash-token",
+                                                                 "key": "bearer"}
     text = notes(values)
     assert "get secret dash-token \\\n    -o jsonpath='{.data.bearer}' | base64 -d" in text
     # A chart-made Secret uses secretKey too.
@@ -164,7 +168,8 @@ def test_token_settings_are_ignored_while_read_only() -> None:
     assert not find(objs, "Secret")
     c = container(one(objs, "Deployment", DASHBOARD))
     assert "--allow-actions" not in c["command"]
-    assert "KUBETASKQUEUE_DASHBOARD_TOKEN" not in env(c)
+    assert "KUBETASKQUEUE_DASHBOARD_TOKEN_FILE" not in env(c)
+    assert "dashboard-token" not in {m["name"] for m in c["volumeMounts"]}
 
 
 def test_ingress_routes_host_and_path_to_the_service_with_tls() -> None:
@@ -224,10 +229,10 @@ def test_service_type_port_annotations_and_pod_placement() -> None:
 
 def test_dashboard_follows_external_redis_and_the_key_prefix() -> None:
     values = {**TOGGLES["externalRedis.existingSecret"], **ON, "keyPrefix": "prod"}
-    c = container(one(render(values), "Deployment", DASHBOARD))
-    assert env(c)["KUBETASKQUEUE_REDIS_URL"] == {
-        "secretKeyRef": {"name": "my-redis", "key": "uri"}}
-    assert env(c)["KUBETASKQUEUE_NAMESPACE"] == "prod"
+    deploy = one(render(values), "Deployment", DASHBOARD)
+    assert secret_file(deploy, "KUBETASKQUEUE_REDIS_URL_FILE") == {"name": "my-redis",
+                                                                  "key": "uri"}
+    assert env(container(deploy))["KUBETASKQUEUE_NAMESPACE"] == "prod"
 
 
 def test_network_policy_lets_the_dashboard_serve_8080() -> None:
@@ -243,9 +248,10 @@ def test_network_policy_lets_the_dashboard_serve_8080() -> None:
     selectors = [p["podSelector"]["matchLabels"] for p in redis["spec"]["ingress"][0]["from"]]
     assert any(all(deploy["spec"]["template"]["metadata"]["labels"].get(k) == v
                    for k, v in s.items()) for s in selectors)
+    assert find(render(ACTIONS), "NetworkPolicy", DASHBOARD)  # on by default
     # No dashboard policy without the dashboard, or without network policies.
-    assert not find(render({"networkPolicy": {"enabled": True}}), "NetworkPolicy", DASHBOARD)
-    assert not find(render(ACTIONS), "NetworkPolicy")
+    assert not find(render(), "NetworkPolicy", DASHBOARD)
+    assert not find(render({**ACTIONS, "networkPolicy": {"enabled": False}}), "NetworkPolicy")
 
 
 def test_notes_show_port_forward_and_how_to_read_the_token() -> None:

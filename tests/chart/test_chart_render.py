@@ -19,6 +19,7 @@ from chartrender import (
     one,
     pod_spec,
     render,
+    secret_file,
 )
 from kubetaskqueue_operator.kube import REQUIRED_PERMISSIONS
 
@@ -62,7 +63,8 @@ def test_worker_deployment_runs_the_app_with_env_probes_and_grace() -> None:
     c = container(worker)
     assert c["command"] == ["kubetaskqueue", "worker", "kubetaskqueue_example:manager"]
     variables = env(c)
-    assert variables["KUBETASKQUEUE_REDIS_URL"] == {"secretKeyRef": {"name": SECRET, "key": "url"}}
+    assert "KUBETASKQUEUE_REDIS_URL" not in variables
+    assert secret_file(worker, "KUBETASKQUEUE_REDIS_URL_FILE") == {"name": SECRET, "key": "url"}
     assert variables["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert variables["KUBETASKQUEUE_NAMESPACE"] == "kubetaskqueue"
     assert variables["KUBETASKQUEUE_NUM_WORKERS"] == "5"
@@ -215,10 +217,11 @@ def test_bundled_redis_is_persistent_noeviction_with_a_generated_password() -> N
     assert claim["spec"]["resources"]["requests"]["storage"] == "8Gi"
     conf = one(objs, "ConfigMap", SECRET)["data"]["redis.conf"].splitlines()
     assert "appendonly yes" in conf and "maxmemory-policy noeviction" in conf
+    assert "include /run/redis-auth/auth.conf" in conf
     c = container(sts)
-    assert c["command"][:2] == ["redis-server", "/etc/redis/redis.conf"]
-    assert env(c)["REDIS_PASSWORD"] == {"secretKeyRef": {"name": SECRET,
-                                                         "key": "redis-password"}}
+    assert c["command"] == ["sh", "/etc/redis/start.sh"]
+    assert "env" not in c
+    assert redis_password_secret(sts) == SECRET
     secret = one(objs, "Secret", SECRET)
     assert set(secret["data"]) == {"redis-password", "url"}
     assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
@@ -230,6 +233,14 @@ def test_bundled_redis_is_persistent_noeviction_with_a_generated_password() -> N
     assert {"name": "data", "emptyDir": {}} in pod_spec(no_pvc)["volumes"]
 
 
+def redis_password_secret(sts: dict[str, Any]) -> str:
+    """The Secret whose redis-password the bundled Redis mounts for start.sh."""
+    [mount] = [m for m in container(sts)["volumeMounts"] if m["mountPath"] == "/etc/redis-auth"]
+    [volume] = [v for v in pod_spec(sts)["volumes"] if v["name"] == mount["name"]]
+    assert volume["secret"]["items"] == [{"key": "redis-password", "path": "redis-password"}]
+    return str(volume["secret"]["secretName"])
+
+
 def test_external_redis_url_and_existing_secret() -> None:
     objs = render(TOGGLES["externalRedis.url"])
     assert not find(objs, "StatefulSet")
@@ -238,8 +249,8 @@ def test_external_redis_url_and_existing_secret() -> None:
     assert "helm.sh/resource-policy" not in (secret["metadata"].get("annotations") or {})
     objs = render(TOGGLES["externalRedis.existingSecret"])
     assert not find(objs, "Secret") and not find(objs, "StatefulSet")
-    ref = {"secretKeyRef": {"name": "my-redis", "key": "uri"}}
-    assert env(container(one(objs, "Deployment", WORKER)))["KUBETASKQUEUE_REDIS_URL"] == ref
+    assert secret_file(one(objs, "Deployment", WORKER), "KUBETASKQUEUE_REDIS_URL_FILE") == {
+        "name": "my-redis", "key": "uri"}
     assert one(objs, "WorkerPool")["spec"]["redis"]["urlSecretRef"] == {"name": "my-redis",
                                                                         "key": "uri"}
     role = one(objs, "Role", OPERATOR)
@@ -247,8 +258,7 @@ def test_external_redis_url_and_existing_secret() -> None:
         ["my-redis"]]
     objs = render(TOGGLES["redis.auth.existingSecret"])
     assert not find(objs, "Secret")
-    assert env(container(one(objs, "StatefulSet")))["REDIS_PASSWORD"]["secretKeyRef"][
-        "name"] == "my-redis-auth"
+    assert redis_password_secret(one(objs, "StatefulSet")) == "my-redis-auth"
 
 
 @pytest.mark.parametrize(("values", "message"), [
@@ -294,9 +304,10 @@ def test_prometheus_rule_is_the_alerts_file_unchanged() -> None:
 
 
 def test_network_policies_fence_redis_and_the_components() -> None:
-    assert not find(render(), "NetworkPolicy")
-    objs = render({"networkPolicy": {"enabled": True,
-                                     "redisFrom": [{"namespaceSelector": {}}]}})
+    assert {p["metadata"]["name"] for p in find(render(), "NetworkPolicy")} == {
+        SECRET, f"{RELEASE}-kubetaskqueue-components"}
+    assert not find(render({"networkPolicy": {"enabled": False}}), "NetworkPolicy")
+    objs = render({"networkPolicy": {"redisFrom": [{"namespaceSelector": {}}]}})
     redis = one(objs, "NetworkPolicy", SECRET)
     [rule] = redis["spec"]["ingress"]
     assert rule["ports"] == [{"port": "redis", "protocol": "TCP"}]
@@ -304,8 +315,7 @@ def test_network_policies_fence_redis_and_the_components() -> None:
     assert {"namespaceSelector": {}} in rule["from"]
     assert len(find(objs, "NetworkPolicy")) == 2
     # Without the bundled Redis there is nothing to fence there.
-    ext = {**TOGGLES["externalRedis.url"], "networkPolicy": {"enabled": True}}
-    assert not find(render(ext), "NetworkPolicy", SECRET)
+    assert not find(render(TOGGLES["externalRedis.url"]), "NetworkPolicy", SECRET)
 
 
 def test_pod_disruption_budget_for_workers() -> None:
@@ -321,7 +331,7 @@ def test_helm_test_hook_enqueues_and_waits() -> None:
     c = container(pod)
     assert c["command"] == ["kubetaskqueue", "enqueue", "example",
                             '{"message": "hello from helm test"}', "--wait", "120"]
-    assert env(c)["KUBETASKQUEUE_REDIS_URL"]["secretKeyRef"]["name"] == SECRET
+    assert secret_file(pod, "KUBETASKQUEUE_REDIS_URL_FILE")["name"] == SECRET
     assert pod["spec"]["restartPolicy"] == "Never"
 
 

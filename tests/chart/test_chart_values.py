@@ -105,7 +105,7 @@ def test_toggle_names_are_the_documented_ones() -> None:
     assert values["worker"]["app"]
     assert values["metrics"]["serviceMonitor"]["enabled"] is False
     assert values["metrics"]["prometheusRule"]["enabled"] is False
-    assert values["networkPolicy"]["enabled"] is False
+    assert values["networkPolicy"]["enabled"] is True
 
 
 def test_crd_is_byte_identical_to_the_manifests_copy() -> None:

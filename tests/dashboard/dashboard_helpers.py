@@ -49,8 +49,8 @@ class Dashboard:
                    *(["--host", host] if host is not None else []), *args]
         if allow_actions:
             command.append("--allow-actions")
-        self.proc = subprocess.Popen(command, env=_env(redis_url,
-                                                       KUBETASKQUEUE_DASHBOARD_TOKEN=TOKEN, **env),
+        self.proc = subprocess.Popen(command, env=_env(redis_url, **{
+                                         "KUBETASKQUEUE_DASHBOARD_TOKEN": TOKEN, **env}),
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         wait_until(self._up, timeout_s=15, interval_s=0.05)
 

@@ -8,6 +8,7 @@ other's order.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -184,3 +185,24 @@ def test_wrong_token_is_reported_and_nothing_changes(stack: dict[str, Any], page
     expect(page.locator("#dead-message")).to_contain_text("purge failed: send Authorization")
     manager: Manager = stack["manager"]
     assert task_state(manager.store, "dash_fragile", task_id) == "dead"
+
+
+def test_schedules_panel_shows_what_live_managers_declare(stack: dict[str, Any],
+                                                          page: Any) -> None:
+    from playwright.sync_api import expect
+
+    beat = Manager(stack["url"], poll_interval_s=0.2, lease_ttl_s=3.0)
+    beat.register("dash_beat", lambda task: None)
+    beat.schedule("dash-beat", "dash_beat", {}, every_s=0.5)
+    beat.start()
+    row = page.locator('#schedules tr[data-schedule="dash-beat"]')
+    try:
+        expect(row.locator('td[data-col="rule"]')).to_have_text("every 0.5s")
+        expect(row.locator('td[data-col="topic"]')).to_have_text("dash_beat")
+        expect(row.locator('td[data-col="last_fire"]')).to_have_text(
+            re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$"))
+        expect(row.locator('td[data-col="managers"]')).to_have_text("1")
+    finally:
+        beat.stop()
+    expect(row).to_have_count(0)  # a stopped manager's schedules leave the panel
+    expect(page.locator("#schedules-empty")).to_be_visible()

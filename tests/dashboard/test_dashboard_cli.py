@@ -6,14 +6,24 @@ from __future__ import annotations
 import json
 import signal
 import time
+from pathlib import Path
 
 import httpx2 as httpx
 import pytest
 from click.testing import CliRunner
-from dashboard_helpers import Dashboard
+from dashboard_helpers import TOKEN, Dashboard
 from helpers import free_port
 from kubetaskqueue import Manager, dashboard
 from kubetaskqueue.cli import EXIT_RUNTIME_ERROR, EXIT_USAGE, cli
+
+FILE_TOKEN = "from-a-file-0123456789abcdef"
+
+
+def make_dead_task(url: str) -> None:
+    m = Manager(url)
+    m.register("jobs", lambda task: 1 / 0)
+    m.enqueue("jobs", {})
+    m.run(burst=True)
 
 
 @pytest.mark.parametrize("token", [None, "short"])
@@ -23,7 +33,40 @@ def test_allow_actions_without_a_token_is_refused(token: str | None) -> None:
     assert result.exit_code == EXIT_USAGE
     assert result.output.splitlines()[-1] == (
         "Error: --allow-actions needs a bearer token of at least 16 characters in "
-        "KUBETASKQUEUE_DASHBOARD_TOKEN (e.g. $(openssl rand -hex 32))")
+        "KUBETASKQUEUE_DASHBOARD_TOKEN, or in the file KUBETASKQUEUE_DASHBOARD_TOKEN_FILE "
+        "names (e.g. $(openssl rand -hex 32))")
+
+
+def test_a_token_file_that_cannot_be_read_is_refused(tmp_path: Path) -> None:
+    env = {"KUBETASKQUEUE_DASHBOARD_TOKEN": None,
+           "KUBETASKQUEUE_DASHBOARD_TOKEN_FILE": str(tmp_path / "token")}
+    result = CliRunner().invoke(cli, ["dashboard", "--allow-actions"], env=env)
+    assert result.exit_code == EXIT_RUNTIME_ERROR
+    assert result.output == ("error: KUBETASKQUEUE_DASHBOARD_TOKEN_FILE: cannot read "
+                             f"{tmp_path / 'token'}: No such file or directory\n")
+
+
+def test_url_and_token_from_files_as_the_chart_mounts_them(redis_url: str,
+                                                           tmp_path: Path) -> None:
+    (tmp_path / "url").write_text(redis_url + "\n")
+    (tmp_path / "token").write_text(FILE_TOKEN + "\n")
+    make_dead_task(redis_url)
+    # No URL or token in the environment: only the files.
+    server = Dashboard("", allow_actions=True, KUBETASKQUEUE_DASHBOARD_TOKEN="",
+                       KUBETASKQUEUE_REDIS_URL_FILE=str(tmp_path / "url"),
+                       KUBETASKQUEUE_DASHBOARD_TOKEN_FILE=str(tmp_path / "token"))
+    try:
+        requeue = f"{server.url}/api/topics/jobs/dead/requeue"
+        wrong = httpx.post(requeue, json={"all": True}, headers={
+            "Authorization": f"Bearer {TOKEN}"}, timeout=10)
+        assert wrong.status_code == 401
+        done = httpx.post(requeue, json={"all": True}, headers={
+            "Authorization": f"Bearer {FILE_TOKEN}"}, timeout=10)
+        assert done.status_code == 200, done.text
+        stats = Manager(redis_url).stats()["topics"]["jobs"]
+        assert (stats["dead"], stats["input"]) == (0, 1)
+    finally:
+        server.stop()
 
 
 def test_missing_web_packages_name_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:

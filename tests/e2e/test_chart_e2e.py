@@ -158,7 +158,16 @@ def kube() -> Iterator[Kube]:
     print("e2e results:", json.dumps(RESULTS, indent=2))
 
 
-def _values() -> dict[str, Any]:
+def _node_peers(kube: Kube) -> list[dict[str, Any]]:
+    """ipBlock peers for the nodes' addresses. This test talks to the Redis pod from the
+    machine it runs on (a node), which the Redis NetworkPolicy's pod selectors do not
+    cover; where the network plugin enforces policies, these let it in."""
+    return [{"ipBlock": {"cidr": f"{a.address}/{128 if ':' in a.address else 32}"}}
+            for node in kube.core.list_node().items for a in node.status.addresses or []
+            if a.type == "InternalIP"]
+
+
+def _values(kube: Kube) -> dict[str, Any]:
     repository, _, tag = os.environ[ENV_IMAGE].rpartition(":")
     values: dict[str, Any] = {
         "image": {"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"},
@@ -168,6 +177,7 @@ def _values() -> dict[str, Any]:
                        "targetTasksPerReplica": SLOTS, "pollSeconds": POLL_S,
                        "scaleDown": {"stabilizationSeconds": WINDOW_S}},
         "redis": {"persistence": {"enabled": False}},
+        "networkPolicy": {"redisFrom": _node_peers(kube)},
     }
     if os.environ.get(ENV_REDIS_IMAGE):
         repo, _, rtag = os.environ[ENV_REDIS_IMAGE].rpartition(":")
@@ -188,7 +198,7 @@ def _run(*args: str, timeout_s: float) -> float:
 def release(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Manager]:
     """`helm install` until every pod is Ready; yields a producer on the bundled Redis."""
     values = tmp_path_factory.mktemp("values") / "values.json"
-    values.write_text(json.dumps(_values()))
+    values.write_text(json.dumps(_values(kube)))
     helm = _helm()
     took = _run(helm, "install", RELEASE, str(CHART), "-n", kube.ns, "-f", str(values),
                 "--wait", "--timeout", "5m", timeout_s=330)

@@ -4,12 +4,16 @@ from .errors import (
     ConfigError,
     DuplicateTaskError,
     KubeTaskQueueError,
+    NoResultError,
     PayloadError,
     RedisUnavailableError,
+    ResultTimeoutError,
     Retry,
+    TaskNotFoundError,
 )
 from .manager import Manager
 from .task import Task
+from .task_info import TaskInfo
 from .version import __version__
 
 __all__ = [
@@ -17,9 +21,13 @@ __all__ = [
     "DuplicateTaskError",
     "KubeTaskQueueError",
     "Manager",
+    "NoResultError",
     "PayloadError",
     "RedisUnavailableError",
+    "ResultTimeoutError",
     "Retry",
     "Task",
+    "TaskInfo",
+    "TaskNotFoundError",
     "__version__",
 ]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .store import RedisStore
+from .task_info import lookup_task
 
 _PAGE = 500  # dead ids read per round trip
 
@@ -68,6 +69,14 @@ def select_dead(store: RedisStore, topic: str, ids: list[str] | None,
             if wanted is None or t.id in wanted]
 
 
+def not_dead(store: RedisStore, topic: str, ids: list[str]) -> dict[str, str]:
+    """The ids that are no dead task of ``topic``, each with where it is instead
+    ("unknown": the topic has no such task)."""
+    found = {task_id: lookup_task(store, topic, task_id) for task_id in dict.fromkeys(ids)}
+    return {task_id: info.state if info else "unknown"
+            for task_id, info in found.items() if info is None or info.state != "dead"}
+
+
 def requeue_dead(store: RedisStore, topic: str, ids: list[str], dry_run: bool = False) -> int:
     """Move dead tasks back to input with a fresh retry budget; returns how many moved."""
     return _in_pages(store.dead_requeue, topic, ids, dry_run)
@@ -90,9 +99,10 @@ TaskState = Literal["pending", "completed", "dead"]
 
 
 def task_state(store: RedisStore, topic: str, task_id: str) -> TaskState:
-    """Where a task is now: acked tasks leave no trace, dead ones keep ``dead_at``."""
-    fields = store.client.hmget(store.keys(topic).task(task_id), ["id", "dead_at"])
-    if fields[0] is None:
+    """Where a task is now: acked tasks leave no trace (or keep ``done_at`` while their
+    result is kept), dead ones keep ``dead_at``."""
+    fields = store.client.hmget(store.keys(topic).task(task_id), ["id", "dead_at", "done_at"])
+    if fields[0] is None or fields[2]:
         return "completed"
     return "dead" if fields[1] else "pending"
 

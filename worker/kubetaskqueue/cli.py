@@ -16,13 +16,15 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from .admin import iter_dead, purge_dead, requeue_dead, select_dead, wait_for_task
-from .cli_enqueue import enqueue_file
+from .admin import iter_dead, not_dead, purge_dead, requeue_dead, select_dead
+from .cli_enqueue import enqueue_file, wait_for
+from .cli_schedules import schedules
 from .cluster import REDIS_ERRORS
 from .errors import KubeTaskQueueError, error_line
 from .keys import PRIORITY_MAX, PRIORITY_MIN
 from .logs import configure_logging
 from .manager import Manager
+from .settings import env_or_secret_file
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -49,10 +51,12 @@ Examples:
   kubetaskqueue enqueue email '{"to": "a@b.c"}' --wait 60   # a smoke test
   kubetaskqueue enqueue email --file tasks.jsonl   # one JSON payload a line
   kubetaskqueue stats --json
+  kubetaskqueue schedules
   kubetaskqueue exporter --http-port 9100
   kubetaskqueue events --topic email
   kubetaskqueue dead list email --error Timeout
   kubetaskqueue dead requeue email --all --dry-run
+  kubetaskqueue task show email 3f2a...   # where one task is; task delete to drop it
 
 Options also read KUBETASKQUEUE_<NAME> (e.g. KUBETASKQUEUE_REDIS_URL,
 KUBETASKQUEUE_NUM_WORKERS); flags win over the environment.
@@ -84,7 +88,8 @@ def runtime_errors(fn: F) -> F:
 @click.option("--redis-url", default=None, metavar="URL", envvar="KUBETASKQUEUE_REDIS_URL",
               show_envvar=True,
               help="redis://, rediss:// (TLS), unix://, redis(s)+sentinel://, redis(s)+cluster:// "
-                   "or memory:// [default redis://localhost:6379/0]")
+                   "or memory:// [default redis://localhost:6379/0; or read from the file "
+                   "KUBETASKQUEUE_REDIS_URL_FILE names]")
 @click.option("--namespace", default=None, envvar="KUBETASKQUEUE_NAMESPACE", show_envvar=True,
               help="Key prefix shared by producers and workers")
 @click.option("--log-format", type=click.Choice(["auto", "json", "text"]), default="auto",
@@ -220,16 +225,21 @@ def exporter(ctx: click.Context, http_port: int, topics: tuple[str, ...]) -> Non
 @click.option("--id", "task_id", default=None, help="Task id (rejected if it exists)")
 @click.option("--priority", type=click.IntRange(PRIORITY_MIN, PRIORITY_MAX), default=0,
               show_default=True, help="Higher runs first; FIFO within one priority")
+@click.option("--keep-result", "keep_result_s", type=click.FloatRange(min=0, min_open=True),
+              default=None, metavar="SECONDS",
+              help="Keep what the processor returns (JSON) this long after success")
 @click.option("--wait", "wait_s", type=click.FloatRange(min=0, min_open=True), default=None,
               metavar="SECONDS",
-              help="Wait for the task: exit 0 if it completed, 1 if it died or time ran out")
+              help="Wait for the task: exit 0 if it completed (printing its result, if kept), "
+                   "1 if it died or time ran out")
 @click.option("--json", "as_json", is_flag=True,
               help='Print {"enqueued": N, "ids": [...]} instead of the id or the count')
 @click.pass_context
 @runtime_errors
 def enqueue(ctx: click.Context, topic: str, payload: str | None, lines: IO[str] | None,
             retries: int, delay: float | None, timeout: float | None, task_id: str | None,
-            priority: int, wait_s: float | None, as_json: bool) -> None:
+            priority: int, keep_result_s: float | None, wait_s: float | None,
+            as_json: bool) -> None:
     """Enqueue one task with a JSON payload (prints its id), or with --file one task
     per line, in chunks of 1,000 (prints the count). Options apply to every task."""
     if lines is not None:
@@ -238,7 +248,8 @@ def enqueue(ctx: click.Context, topic: str, payload: str | None, lines: IO[str] 
         if task_id is not None or wait_s is not None:
             raise click.UsageError("--id and --wait take one JSON payload, not --file")
         enqueue_file(_manager(ctx), topic, lines, num_retries=retries, delay_s=delay,
-                     timeout_s=timeout, priority=priority, as_json=as_json)
+                     timeout_s=timeout, as_json=as_json, keep_result_s=keep_result_s,
+                     priority=priority)
         return
     if payload is None:
         raise click.UsageError("give one JSON payload or --file PATH")
@@ -248,15 +259,11 @@ def enqueue(ctx: click.Context, topic: str, payload: str | None, lines: IO[str] 
         raise click.BadParameter(f"not valid JSON: {exc}", param_hint="JSON") from exc
     manager = _manager(ctx)
     task_id = manager.enqueue(topic, body, num_retries=retries, delay_s=delay,
-                              timeout_s=timeout, task_id=task_id, priority=priority)
+                              timeout_s=timeout, task_id=task_id, keep_result_s=keep_result_s,
+                              priority=priority)
     click.echo(json.dumps({"enqueued": 1, "ids": [task_id]}) if as_json else task_id)
-    if wait_s is None:
-        return
-    state = wait_for_task(manager.store, topic, task_id, wait_s)
-    if state == "dead":
-        _fail(f"task {task_id} died: see `kubetaskqueue dead list {topic}`")
-    if state == "pending":
-        _fail(f"task {task_id} did not finish within {wait_s:g}s")
+    if wait_s is not None:
+        wait_for(manager, topic, task_id, wait_s, keeps_result=keep_result_s is not None)
 
 
 STATS_COLUMNS = ("input", "scheduled", "work", "dead", "enqueued", "started", "retried",
@@ -373,6 +380,13 @@ def _selection(ids: tuple[str, ...], all_: bool) -> list[str] | None:
     return None if all_ else list(ids)
 
 
+def _report_skipped(topic: str, missing: dict[str, str]) -> None:
+    """Given ids that were no dead task (see admin.not_dead) were skipped: say so, exit 1."""
+    if missing:
+        _fail(f"not in the dead queue of {topic!r}, skipped: "
+              + ", ".join(f"{task_id} ({state})" for task_id, state in missing.items()))
+
+
 @dead.command("requeue")
 @click.argument("topic")
 @click.argument("ids", nargs=-1, metavar="[ID]...")
@@ -384,11 +398,15 @@ def _selection(ids: tuple[str, ...], all_: bool) -> list[str] | None:
 @runtime_errors
 def dead_requeue(ctx: click.Context, topic: str, ids: tuple[str, ...], all_: bool,
                  error_contains: str | None, dry_run: bool) -> None:
-    """Move dead tasks back to input with a fresh retry budget."""
+    """Move dead tasks back to input with a fresh retry budget. Given ids that are not
+    dead are named (with where they are instead) and make the exit code 1."""
     store = _manager(ctx).store
-    chosen = select_dead(store, topic, _selection(ids, all_), error_contains)
+    selection = _selection(ids, all_)
+    missing = not_dead(store, topic, list(ids))
+    chosen = select_dead(store, topic, selection, error_contains)
     n = requeue_dead(store, topic, chosen, dry_run)
     click.echo(f"{'would requeue' if dry_run else 'requeued'} {n} task(s)")
+    _report_skipped(topic, missing)
 
 
 @dead.command("purge")
@@ -400,11 +418,15 @@ def dead_requeue(ctx: click.Context, topic: str, ids: tuple[str, ...], all_: boo
 @runtime_errors
 def dead_purge(ctx: click.Context, topic: str, ids: tuple[str, ...], all_: bool,
                dry_run: bool) -> None:
-    """Delete dead tasks for good."""
+    """Delete dead tasks for good. Given ids that are not dead are named (with where
+    they are instead) and make the exit code 1."""
     store = _manager(ctx).store
-    chosen = select_dead(store, topic, _selection(ids, all_), None)
+    selection = _selection(ids, all_)
+    missing = not_dead(store, topic, list(ids))
+    chosen = select_dead(store, topic, selection, None)
     n = purge_dead(store, topic, chosen, dry_run)
     click.echo(f"{'would purge' if dry_run else 'purged'} {n} task(s)")
+    _report_skipped(topic, missing)
 
 
 @cli.command(epilog=EPILOG)
@@ -456,15 +478,20 @@ def dashboard(ctx: click.Context, port: int, host: str, allowed_hosts: tuple[str
     missing = missing_dependencies()
     if missing:
         _fail(f"the dashboard needs {' and '.join(missing)}: {INSTALL_HINT}")
-    token = os.environ.get("KUBETASKQUEUE_DASHBOARD_TOKEN", "").strip() or None
+    token = (env_or_secret_file("KUBETASKQUEUE_DASHBOARD_TOKEN") or "").strip() or None
     if allow_actions and (token is None or len(token) < TOKEN_MIN_CHARS):
         raise click.UsageError(
             f"--allow-actions needs a bearer token of at least {TOKEN_MIN_CHARS} characters "
-            "in KUBETASKQUEUE_DASHBOARD_TOKEN (e.g. $(openssl rand -hex 32))")
+            "in KUBETASKQUEUE_DASHBOARD_TOKEN, or in the file KUBETASKQUEUE_DASHBOARD_TOKEN_FILE "
+            "names (e.g. $(openssl rand -hex 32))")
     from .dashboard.server import serve
 
     serve(_manager(ctx), host=host, port=port, allow_actions=allow_actions, token=token,
           extra_hosts=allowed_hosts)
+
+
+cli.add_command(schedules)
+from . import cli_tasks  # noqa: E402, F401  (registers `task show|delete` on `cli`)
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""`kubetaskqueue enqueue TOPIC --file PATH`: JSON lines in, tasks out.
+"""`kubetaskqueue enqueue TOPIC --file PATH`: JSON lines in, tasks out; and
+`enqueue --wait`, which waits for the one task it enqueued.
 
 Every line is checked before the first task is sent, so a bad line enqueues
 nothing; the tasks then go to Redis in chunks, one ``enqueue_many`` round trip each.
@@ -13,7 +14,8 @@ from typing import IO, Any
 
 import click
 
-from .errors import KubeTaskQueueError
+from .admin import wait_for_task
+from .errors import KubeTaskQueueError, NoResultError, ResultTimeoutError
 from .manager import Manager
 
 CHUNK_SIZE = 1000
@@ -55,7 +57,8 @@ def read_lines(lines: Iterable[str], max_payload_bytes: int) -> list[Line]:
 
 
 def enqueue_lines(manager: Manager, topic: str, lines: list[Line], *, num_retries: int,
-                  delay_s: float | None, timeout_s: float | None, priority: int = 0,
+                  delay_s: float | None, timeout_s: float | None,
+                  keep_result_s: float | None = None, priority: int = 0,
                   chunk_size: int = CHUNK_SIZE) -> list[str]:
     """Enqueue the payloads in order, ``chunk_size`` at a time; returns their ids.
 
@@ -68,7 +71,8 @@ def enqueue_lines(manager: Manager, topic: str, lines: list[Line], *, num_retrie
         try:
             ids += manager.enqueue_many(topic, [line.payload for line in chunk],
                                         num_retries=num_retries, delay_s=delay_s,
-                                        timeout_s=timeout_s, priority=priority)
+                                        timeout_s=timeout_s, keep_result_s=keep_result_s,
+                                        priority=priority)
         except KubeTaskQueueError as exc:
             if not ids:
                 raise
@@ -80,8 +84,8 @@ def enqueue_lines(manager: Manager, topic: str, lines: list[Line], *, num_retrie
 
 
 def enqueue_file(manager: Manager, topic: str, lines: IO[str], *, num_retries: int,
-                 delay_s: float | None, timeout_s: float | None, priority: int,
-                 as_json: bool) -> None:
+                 delay_s: float | None, timeout_s: float | None, as_json: bool,
+                 keep_result_s: float | None = None, priority: int = 0) -> None:
     """The command: check every line, enqueue them, print the count (or JSON with the ids)."""
     try:
         parsed = read_lines(lines, manager.settings.max_payload_bytes)
@@ -89,6 +93,26 @@ def enqueue_file(manager: Manager, topic: str, lines: IO[str], *, num_retries: i
         raise click.BadParameter(f"{lines.name} {exc}; nothing was enqueued",
                                  param_hint="'--file'") from exc
     ids = enqueue_lines(manager, topic, parsed, num_retries=num_retries, delay_s=delay_s,
-                        timeout_s=timeout_s, priority=priority)
+                        timeout_s=timeout_s, keep_result_s=keep_result_s, priority=priority)
     click.echo(json.dumps({"enqueued": len(ids), "ids": ids}) if as_json
                else f"enqueued {len(ids)} task(s)")
+
+
+def wait_for(manager: Manager, topic: str, task_id: str, wait_s: float,
+             keeps_result: bool) -> None:
+    """`--wait`: return once the task completed, printing its result as JSON if it is
+    kept (blocked on Redis); KubeTaskQueueError if it died or time ran out."""
+    if keeps_result:
+        try:
+            click.echo(json.dumps(manager.result(topic, task_id, wait_s)))
+            return
+        except NoResultError:  # it died: the one way a kept result goes missing
+            state = "dead"
+        except ResultTimeoutError:
+            state = "pending"
+    else:
+        state = wait_for_task(manager.store, topic, task_id, wait_s)
+    if state == "dead":
+        raise KubeTaskQueueError(f"task {task_id} died: see `kubetaskqueue dead list {topic}`")
+    if state == "pending":
+        raise KubeTaskQueueError(f"task {task_id} did not finish within {wait_s:g}s")

@@ -33,6 +33,21 @@ RECONNECT_MAX_S = 5.0
 # /metrics, /healthz and /readyz of a worker or exporter (Prometheus' node-exporter
 # convention); 0 turns the endpoint off.
 HTTP_PORT = 9100
+# Dead-queue retention, per topic: past this many dead tasks the oldest are deleted
+# (Sidekiq's default; 0 = no cap), and dead tasks older than this are deleted
+# (180 days; 0 = kept until a human purges them).
+DEAD_MAX_TASKS = 10_000
+DEAD_TTL_S = 180 * 24 * 3600.0
+# Oldest dead tasks a death may delete in its own script (1 keeps the cap; the
+# rest catch up after the cap was lowered or many passed the age at once) ...
+DEAD_TRIM_PER_DEATH = 4
+# ... and a periodic sweep of each topic by every manager's reaper, for ages
+# passed without new deaths (and deaths that did not trim: malformed claims,
+# poison found by the operator).
+DEAD_SWEEP_INTERVAL_S = 60.0
+DEAD_SWEEP_LIMIT = 1000
+# Longest keep_result_s: a result is kept in Redis memory.
+MAX_KEEP_RESULT_S = 365 * 24 * 3600.0
 # Task events kept per topic (a capped Redis stream, ~100 bytes each); 0 = off.
 EVENTS_MAX_LEN = 10_000
 # isolation="process": a child process is replaced after this many tasks, 0 = never
@@ -44,3 +59,10 @@ BURST_REDIS_WAIT_S = 30.0
 # How often a redis+sentinel:// client asks the sentinels where the master is: after
 # a failover the old master stays writable until it is demoted, and writes there are lost.
 SENTINEL_RECHECK_S = 0.5
+# A manager with schedules checks in each one this often (besides waking at each fire
+# time): how soon a changed definition is seen, and what a definition's "live" means.
+SCHEDULE_CHECK_IN_S = 1.0
+# A schedule definition not checked in for this long is gone; when it shows up again
+# (a rollback, a restart after every manager was down) its fire times begin after the
+# last check-in of any other definition, else after its last fire.
+SCHEDULE_LIVE_S = 10.0

@@ -29,6 +29,19 @@ class RedisUnavailableError(KubeTaskQueueError):
     """Redis cannot be reached."""
 
 
+class TaskNotFoundError(KubeTaskQueueError, LookupError):
+    """The topic does not know this task id (never enqueued, finished without a kept
+    result or after it expired, or deleted)."""
+
+
+class NoResultError(KubeTaskQueueError):
+    """The task will not have a result: it died, or was enqueued without keep_result_s."""
+
+
+class ResultTimeoutError(KubeTaskQueueError, TimeoutError):
+    """The task has not finished within the wait."""
+
+
 class Retry(Exception):
     """Raised by a processor to ask for a retry after ``delay_s`` seconds.
 

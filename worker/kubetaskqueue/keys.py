@@ -15,18 +15,29 @@ its own tag. Nothing else in the code builds key names.
 |                                  |      | still puts there during an upgrade            |
 | ``<ns>:{<topic>}:scheduled``     | zset | id -> due time (delays and retry backoff)     |
 | ``<ns>:{<topic>}:work``          | zset | id -> lease deadline (in-flight tasks)        |
-| ``<ns>:{<topic>}:dead``          | list | dead task ids, newest first                   |
+| ``<ns>:{<topic>}:dead``          | list | dead task ids, newest first (capped by        |
+|                                  |      | dead_max_tasks and dead_ttl_s)                |
 | ``<ns>:{<topic>}:wake``          | list | wake-up hints for idle managers (capped)      |
 | ``<ns>:{<topic>}:stats``         | hash | counters (README's glossary): enqueued,       |
 |                                  |      | started, retried, failed (moved to dead),     |
-|                                  |      | completed, lost (worker losses), fenced       |
+|                                  |      | completed, lost (worker losses), fenced,      |
+|                                  |      | dead_dropped (oldest dead tasks deleted by    |
+|                                  |      | the retention)                                |
 | ``<ns>:{<topic>}:events``        | stream | recent task events (capped, see events.py)  |
+| ``<ns>:{<topic>}:task:<id>``     | hash | one task: see TASK_FIELDS; after success it   |
+|                                  |      | stays (state done) keep_result_s, if set      |
+| ``<ns>:{<topic>}:done:<id>``     | list | "the result is kept": wakes result waiters;   |
+|                                  |      | expires with the done task's hash             |
+| ``<ns>:{<topic>}:schedule:<name>`` | hash | a schedule's fire record: since, last_fire, |
+|                                  |      | last_missed, seen:/start:<definition> (see    |
+|                                  |      | fire_schedule.lua)                            |
 | ``<ns>:{<topic>}:rate``          | hash | rate limit: managers' declarations, the limit |
 |                                  |      | in force, token bucket; mean run time         |
-| ``<ns>:{<topic>}:task:<id>``     | hash | one task: see TASK_FIELDS                     |
 | ``<ns>:{managers}``              | zset | manager id -> last heartbeat (server time)    |
 | ``<ns>:{managers}:<id>``         | hash | pod, slots, busy, topics (expires)            |
 | ``<ns>:{managers}:events``       | stream | MANAGER_START / MANAGER_STOP events         |
+| ``<ns>:{managers}:<id>:schedules`` | string | JSON: the schedules a manager declares    |
+|                                  |      | (expires; read by ``kubetaskqueue schedules``) |
 
 Times are Redis server seconds (``TIME``) as floats.
 """
@@ -53,6 +64,9 @@ TASK_FIELDS = (
     "failed_at",  # time of the last failed attempt
     "dead_at",
     "losses",  # times its worker was lost (lease expired, pod died); see max_worker_losses
+    "keep_result_s",  # set only by enqueue(keep_result_s=): keep the result this long
+    "result",  # the processor's return value as JSON (state done)
+    "done_at",  # when it succeeded, for a task that keeps its result
     "priority",  # -100..100, higher runs first; kept through retries and requeues
 )
 
@@ -60,7 +74,8 @@ TASK_FIELDS = (
 # packs it with a sequence into one exact double score).
 PRIORITY_MIN, PRIORITY_MAX = -100, 100
 
-STAT_FIELDS = ("enqueued", "started", "retried", "failed", "completed", "lost", "fenced")
+STAT_FIELDS = ("enqueued", "started", "retried", "failed", "completed", "lost", "fenced",
+               "dead_dropped")
 
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}$")
 
@@ -132,6 +147,18 @@ class TopicKeys:
     def task(self, task_id: str) -> str:
         return f"{self.task_prefix}{task_id}"
 
+    def schedule(self, name: str) -> str:
+        """A schedule's fire record, in the slot of the topic it fires into."""
+        return f"{self.prefix}:schedule:{name}"
+
+    @property
+    def done_prefix(self) -> str:
+        """Prefix of the lists that say a task's result is kept (result waiters block on them)."""
+        return f"{self.prefix}:done:"
+
+    def done(self, task_id: str) -> str:
+        return f"{self.done_prefix}{task_id}"
+
 
 def topics_key(namespace: str) -> str:
     return f"{namespace}:topics"
@@ -147,3 +174,7 @@ def manager_events_key(namespace: str) -> str:
 
 def manager_key(namespace: str, manager_id: str) -> str:
     return f"{namespace}:{{managers}}:{manager_id}"
+
+
+def manager_schedules_key(namespace: str, manager_id: str) -> str:
+    return f"{namespace}:{{managers}}:{manager_id}:schedules"

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from types import FrameType
 from typing import Any, TypeVar, get_args
 
+from . import defaults
 from .backoff import Backoff, default_backoff
 from .cluster import REDIS_ERRORS
 from .errors import ConfigError, KubeTaskQueueError, PayloadError, RedisUnavailableError
@@ -22,10 +23,14 @@ from .keys import PRIORITY_MAX, PRIORITY_MIN, check_topic
 from .metrics import WorkerMetrics
 from .queue_state import read_queue_state
 from .ratelimit import RateLimit
+from .results import get_result
 from .runner import Processor, Runner
+from .schedule_rules import make_rule
+from .schedules import Schedule, Scheduler, check_schedule_name
 from .settings import Settings
 from .store import NewTask, RedisStore, connect, redact_url
 from .task import Task
+from .task_info import TaskInfo, delete_task, lookup_task
 
 log = logging.getLogger("kubetaskqueue")
 
@@ -42,16 +47,20 @@ class Manager:
     def __init__(self, redis_url: str | None = None, *, num_workers: int | None = None,
                  lease_ttl_s: float | None = None, poll_interval_s: float | None = None,
                  shutdown_grace_s: float | None = None, namespace: str | None = None,
-                 backoff: Backoff | None = None, max_payload_bytes: int | None = None) -> None:
+                 backoff: Backoff | None = None, max_payload_bytes: int | None = None,
+                 dead_max_tasks: int | None = None, dead_ttl_s: float | None = None) -> None:
         self._overrides: dict[str, Any] = {}
         self._store: RedisStore | None = None
         self._runner: Runner | None = None
+        self._scheduler: Scheduler | None = None
         self.configure(redis_url=redis_url, num_workers=num_workers, lease_ttl_s=lease_ttl_s,
                        poll_interval_s=poll_interval_s, shutdown_grace_s=shutdown_grace_s,
-                       namespace=namespace, max_payload_bytes=max_payload_bytes)
+                       namespace=namespace, max_payload_bytes=max_payload_bytes,
+                       dead_max_tasks=dead_max_tasks, dead_ttl_s=dead_ttl_s)
         self.backoff: Backoff = backoff or default_backoff
         self.id = ""
         self._processors: dict[str, Processor] = {}
+        self._schedules: dict[str, Schedule] = {}
         self._stop_requested = threading.Event()
         self.metrics = WorkerMetrics()  # this manager's per-pod metrics (own registry)
 
@@ -77,7 +86,8 @@ class Manager:
             client = connect(self.settings.redis_url,
                              socket_timeout_s=self.settings.poll_interval_s + 5.0)
             self._store = RedisStore(client, self.settings.namespace,
-                                     self.settings.events_max_len)
+                                     self.settings.events_max_len, self.settings.dead_max_tasks,
+                                     self.settings.dead_ttl_s)
         return self._store
 
     # -- topics ------------------------------------------------------------------
@@ -125,38 +135,71 @@ class Manager:
     def topics(self) -> list[str]:
         return sorted(self._processors)
 
+    # -- periodic tasks ------------------------------------------------------------
+
+    def schedule(self, name: str, topic: str, payload: Any, *, every_s: float | None = None,
+                 cron: str | None = None, tz: str | None = None, num_retries: int = 0,
+                 timeout_s: float | None = None) -> None:
+        """Enqueue a task to ``topic`` at every fire time of ``every_s`` (seconds, counted
+        from the Unix epoch) or ``cron`` (5 fields, in UTC or the IANA zone ``tz``).
+
+        Every replica declares the same schedules; while managers run, each fire time is
+        enqueued once in all. The processor gets ``{"schedule": name, "fire_time": t,
+        "missed": n, "payload": payload}`` (``missed``: fire times skipped while no manager
+        ran). ``topic`` may be one that other deployments process.
+        """
+        check_schedule_name(name)
+        check_topic(topic)
+        if name in self._schedules:
+            raise KubeTaskQueueError(f"schedule {name!r} is already declared")
+        if self._running:
+            raise KubeTaskQueueError("declare schedules before the manager starts")
+        _check_retries(num_retries)
+        _check_seconds("timeout_s", timeout_s, allow_zero=False)
+        rule = make_rule(every_s, cron, tz)
+        self._schedules[name] = Schedule(name, topic, self._encode(topic, payload), rule,
+                                         num_retries, timeout_s)
+
     # -- producing ----------------------------------------------------------------
 
     def enqueue(self, topic: str, payload: Any, *, num_retries: int = 0,
                 delay_s: float | None = None, timeout_s: float | None = None,
-                task_id: str | None = None, priority: int = 0) -> str:
-        """Enqueue one task; returns its id. No processor for ``topic`` is needed here."""
+                task_id: str | None = None, keep_result_s: float | None = None,
+                priority: int = 0) -> str:
+        """Enqueue one task; returns its id. No processor for ``topic`` is needed here.
+
+        ``keep_result_s``: keep what the processor returns (it must be JSON-serialisable)
+        this long after success, for :meth:`result`. ``priority``: see :meth:`enqueue_many`.
+        """
         return self.enqueue_many(topic, [payload], num_retries=num_retries, delay_s=delay_s,
-                                 timeout_s=timeout_s, priority=priority,
+                                 timeout_s=timeout_s, keep_result_s=keep_result_s,
+                                 priority=priority,
                                  task_ids=None if task_id is None else [task_id])[0]
 
     def enqueue_many(self, topic: str, payloads: Iterable[Any], *, num_retries: int = 0,
                      delay_s: float | None = None, timeout_s: float | None = None,
-                     task_ids: list[str] | None = None, priority: int = 0) -> list[str]:
+                     task_ids: list[str] | None = None,
+                     keep_result_s: float | None = None, priority: int = 0) -> list[str]:
         """Enqueue a batch in one round trip; all or nothing. Returns the ids in order.
 
         ``priority``: an int from -100 to 100; higher runs first, FIFO within one priority.
         """
         check_topic(topic)
-        if not isinstance(num_retries, int) or isinstance(num_retries, bool) or num_retries < 0:
-            raise ValueError(f"num_retries must be an int >= 0, got {num_retries!r}")
-        if (not isinstance(priority, int) or isinstance(priority, bool)
-                or not PRIORITY_MIN <= priority <= PRIORITY_MAX):
-            raise ValueError(f"priority must be an int from {PRIORITY_MIN} to {PRIORITY_MAX} "
-                             f"(higher runs first), got {priority!r}")
+        _check_retries(num_retries)
+        _check_priority(priority)
         _check_seconds("delay_s", delay_s, allow_zero=True)
         _check_seconds("timeout_s", timeout_s, allow_zero=False)
+        _check_seconds("keep_result_s", keep_result_s, allow_zero=False)
+        if keep_result_s is not None and keep_result_s > defaults.MAX_KEEP_RESULT_S:
+            raise ValueError(f"keep_result_s must be at most {defaults.MAX_KEEP_RESULT_S:g} "
+                             f"seconds (a year), got {keep_result_s!r}")
         encoded = [self._encode(topic, p) for p in payloads]
         ids = task_ids if task_ids is not None else [uuid.uuid4().hex for _ in encoded]
         _check_ids(ids, len(encoded))
         if not encoded:
             return []
-        tasks = [NewTask(i, body, num_retries, timeout_s, delay_s or 0.0, priority)
+        tasks = [NewTask(i, body, num_retries, timeout_s, delay_s or 0.0, keep_result_s,
+                         priority)
                  for i, body in zip(ids, encoded, strict=True)]
         try:
             self.store.enqueue(topic, tasks)
@@ -191,11 +234,25 @@ class Manager:
         self._runner = Runner(self.settings, self.store, dict(self._processors), self.backoff,
                               self.id, self.metrics)
         self._runner.start(burst=burst)
+        self._start_scheduler(self._runner)
         publish_manager_event(self.store.client, self.settings.namespace, "MANAGER_START",
                               self.id, f"pod {self.settings.pod_name}, topics "
                               f"{','.join(self.topics)}, {self.settings.num_workers} workers")
         log.info("manager %s started: topics %s, %d workers, lease %.0fs", self.id,
                  ", ".join(self.topics), self.settings.num_workers, self.settings.lease_ttl_s)
+
+    def _start_scheduler(self, runner: Runner) -> None:
+        if not self._schedules:
+            return
+        for s in self._schedules.values():
+            if s.topic not in self._processors:
+                log.warning("schedule %r enqueues to topic %r, which this manager does not "
+                            "process: make sure another deployment does", s.name, s.topic)
+        self._scheduler = Scheduler(self.store, list(self._schedules.values()), self.id,
+                                    self.metrics, runner.redis, self.settings.lease_ttl_s)
+        self._scheduler.start()
+        log.info("schedules: %s", ", ".join(f"{s.name} ({s.rule.describe()} -> {s.topic})"
+                                             for s in self._schedules.values()))
 
     def stop(self, timeout_s: float | None = None) -> None:
         """Stop claiming, wait up to ``timeout_s`` (default: shutdown grace) for in-flight
@@ -203,6 +260,9 @@ class Manager:
         runner = self._runner
         if runner is None:
             return
+        if self._scheduler is not None:  # no fire while draining
+            self._scheduler.stop()
+            self._scheduler = None
         grace = self.settings.shutdown_grace_s if timeout_s is None else timeout_s
         runner.stop(grace)
         self._runner = None
@@ -302,11 +362,58 @@ class Manager:
 
     def stats(self) -> dict[str, Any]:
         """``{"topics": {topic: {input, scheduled, work, dead, enqueued, started, retried,
-        failed, completed}}, "managers": n}``"""
+        failed, completed, dead_dropped}}, "managers": n}``"""
         try:
             return read_queue_state(self.store.client, self.settings.namespace).as_stats()
         except REDIS_ERRORS as exc:
             raise _unavailable(self.settings.redis_url, exc) from exc
+
+    # -- one task --------------------------------------------------------------------
+
+    def task(self, topic: str, task_id: str) -> TaskInfo | None:
+        """Where task ``task_id`` is (``.state``: scheduled, input, work, dead, or done while
+        its result is kept) and what it holds; None if ``topic`` does not know the id."""
+        check_topic(topic)
+        try:
+            return lookup_task(self.store, topic, task_id)
+        except REDIS_ERRORS as exc:
+            raise _unavailable(self.settings.redis_url, exc) from exc
+
+    def delete(self, topic: str, task_id: str) -> bool:
+        """Delete a waiting task (scheduled, input or dead) for good: True. False for an
+        unknown id, a done one, or one in work: a running processor cannot be stopped from
+        outside (see README, "Task lookup and delete", for how to stop one)."""
+        check_topic(topic)
+        try:
+            return delete_task(self.store, topic, task_id)
+        except REDIS_ERRORS as exc:
+            raise _unavailable(self.settings.redis_url, exc) from exc
+
+    def result(self, topic: str, task_id: str, wait_s: float | None = None) -> Any:
+        """What the processor of a task enqueued with ``keep_result_s`` returned; waits up to
+        ``wait_s`` seconds for the task to finish (None or 0: no wait), blocked on Redis.
+
+        Raises TaskNotFoundError (unknown id, or the result expired), NoResultError (the
+        task died, or keeps no result), ResultTimeoutError (not finished in time).
+        """
+        check_topic(topic)
+        try:
+            return get_result(self.store, topic, task_id, wait_s,
+                              recheck_s=self.settings.poll_interval_s)
+        except REDIS_ERRORS as exc:
+            raise _unavailable(self.settings.redis_url, exc) from exc
+
+
+def _check_retries(num_retries: object) -> None:
+    if not isinstance(num_retries, int) or isinstance(num_retries, bool) or num_retries < 0:
+        raise ValueError(f"num_retries must be an int >= 0, got {num_retries!r}")
+
+
+def _check_priority(priority: object) -> None:
+    if (not isinstance(priority, int) or isinstance(priority, bool)
+            or not PRIORITY_MIN <= priority <= PRIORITY_MAX):
+        raise ValueError(f"priority must be an int from {PRIORITY_MIN} to {PRIORITY_MAX} "
+                         f"(higher runs first), got {priority!r}")
 
 
 def _check_seconds(name: str, value: object, *, allow_zero: bool) -> None:

@@ -55,6 +55,14 @@ class WorkerMetrics:
             ["topic"], buckets=_DURATION_BUCKETS, registry=self.registry)
         self.slots = Gauge("kubetaskqueue_worker_slots", "Worker slots of this pod by state.",
                            ["state"], registry=self.registry)
+        self.schedule_fires = Counter(
+            "kubetaskqueue_schedule_fires", "Tasks this pod enqueued for a schedule's fire "
+            "times (each fire time is enqueued by one pod only).", ["schedule", "topic"],
+            registry=self.registry)
+        self.schedule_missed = Counter(
+            "kubetaskqueue_schedule_missed_fires", "Fire times a schedule skipped because no "
+            "manager ran it then (the fire that ended the gap counts them).",
+            ["schedule", "topic"], registry=self.registry)
         Info("kubetaskqueue_build", "kubetaskqueue version.",
              registry=self.registry).info({"version": __version__})
 
@@ -82,6 +90,16 @@ class WorkerMetrics:
         if child is None:
             child = self._children[key] = metric.labels(*labels)
         return child
+
+    def declare_schedule(self, schedule: str, topic: str) -> None:
+        """Export both schedule counters at 0 from the start (increase() needs a first value)."""
+        self.schedule_fires.labels(schedule, topic)
+        self.schedule_missed.labels(schedule, topic)
+
+    def schedule_fired(self, schedule: str, topic: str, missed: int) -> None:
+        self.schedule_fires.labels(schedule, topic).inc()
+        if missed:
+            self.schedule_missed.labels(schedule, topic).inc(missed)
 
     def leases_expired(self, topic: str, lost: int, dead: int) -> None:
         """The reaper found expired leases: ``lost`` run again, ``dead`` were poison."""
@@ -127,7 +145,8 @@ class QueueStateCollector(Collector):
             "Cluster-wide task events per topic, kept in Redis (the stats counters): "
             "enqueued, started (attempts), retried, failed (no retries left: moved to dead), "
             "completed, lost (worker losses: runs again without spending a retry, or dead "
-            "as poison), fenced (late results refused).", labels=["topic", "event"])
+            "as poison), fenced (late results refused), dead_dropped (oldest dead tasks "
+            "deleted by dead_max_tasks / dead_ttl_s).", labels=["topic", "event"])
         for topic, t in sorted(state.topics.items()):
             for name in QUEUE_STATES:
                 tasks.add_metric([topic, name], getattr(t, name))

@@ -35,7 +35,7 @@ from .metrics import WorkerMetrics
 from .ratelimit import LimitDeclarations, RateLimit
 from .settings import Settings
 from .store import Claimed, RedisStore, redact_url
-from .task import MalformedTaskError, Outcome, Task, call_processor
+from .task import MalformedTaskError, Outcome, Task, call_processor, oversized, success
 from .threads import TaskThreads
 
 log = logging.getLogger("kubetaskqueue")
@@ -72,6 +72,7 @@ class Attempt:
     deadline: float | None = None  # monotonic; sync processors in task threads only
     settled: bool = False  # acked, failed, timed out or released: later results are dropped
     future: concurrent.futures.Future[None] | None = None  # async processors only
+    result: str | None = None  # JSON of the return value, for a task that keeps it
 
 
 class RedisHealth:
@@ -357,8 +358,7 @@ class Runner:
     async def _run_async(self, attempt: Attempt, timeout_s: float | None) -> None:
         task = attempt.task
         try:
-            await asyncio.wait_for(attempt.processor.fn(task), timeout_s)
-            outcome = Outcome()
+            outcome = success(task, await asyncio.wait_for(attempt.processor.fn(task), timeout_s))
         except TimeoutError:
             outcome = Outcome(error=f"timed out after {timeout_s}s (cancelled)")
         except asyncio.CancelledError:
@@ -380,7 +380,9 @@ class Runner:
             if attempt.settled:
                 return  # timed out or released meanwhile; its lease is gone
             attempt.settled = True
+        outcome = oversized(outcome, self.settings.max_payload_bytes)
         if outcome.error is None:
+            attempt.result = outcome.result
             self._acks.put(attempt)
             return
         task = attempt.task
@@ -434,9 +436,11 @@ class Runner:
 
     def _ack_group(self, topic: str, group: list[Attempt]) -> None:
         leases = [(a.task.id, a.task.lease_token) for a in group]
+        results = {a.task.id: a.result for a in group if a.result is not None}
         ran_s = time.monotonic() * len(group) - sum(a.started for a in group)
         try:
-            fenced = self._until_recorded(lambda: self.store.ack_many(topic, leases, ran_s),
+            fenced = self._until_recorded(
+                lambda: self.store.ack_many(topic, leases, results, ran_s),
                                           f"{len(group)} finished task(s) of {topic!r}")
             if fenced is None:
                 return

@@ -150,11 +150,17 @@ def redact_url(url: str) -> str:
 def _load_scripts() -> dict[str, str]:
     folder = resources.files(__package__).joinpath("scripts")
     prelude = folder.joinpath("_prelude.lua").read_text()
-    return {
-        entry.name.removesuffix(".lua"): prelude + entry.read_text()
+    sources = {
+        entry.name.removesuffix(".lua"): entry.read_text()
         for entry in folder.iterdir()
         if entry.name.endswith(".lua") and not entry.name.startswith("_")
     }
+    scripts = {name: prelude + source for name, source in sources.items()}
+    # A schedule's fire runs the enqueue script itself, as a function, in the same
+    # atomic step as its once-per-fire-time check.
+    scripts["fire_schedule"] = (prelude + "local function enqueue()\n" + sources["enqueue"]
+                                + "\nend\n" + sources["fire_schedule"])
+    return scripts
 
 
 _SCRIPTS = _load_scripts()
@@ -178,6 +184,7 @@ class Claimed:
     enqueued_at: str
     ready_at: str
     claimed_at: str  # Redis server time of the claim
+    keep_result_s: str  # '' = the result is not kept
     priority: str
 
 
@@ -188,18 +195,24 @@ class NewTask:
     num_retries: int
     timeout_s: float | None
     delay_s: float
+    keep_result_s: float | None = None
     priority: int = 0
 
 
 class RedisStore:
     def __init__(self, client: Client, namespace: str = defaults.NAMESPACE,
-                 events_max_len: int = defaults.EVENTS_MAX_LEN) -> None:
+                 events_max_len: int = defaults.EVENTS_MAX_LEN,
+                 dead_max_tasks: int = defaults.DEAD_MAX_TASKS,
+                 dead_ttl_s: float = defaults.DEAD_TTL_S) -> None:
         self.client = client
         self.namespace = namespace
         self._listed_topics: set[str] = set()  # already in the topics set
         self._wake_fan_outs: dict[tuple[str, ...], WakeFanOut] = {}
-        # A constant in the script text rather than an argument of every call.
-        head = f"local EVENTS_MAX_LEN = {int(events_max_len)}\n"
+        self._next_dead_sweep: dict[str, float] = {}  # topic -> time.monotonic()
+        # Constants in the script text rather than arguments of every call.
+        head = (f"local EVENTS_MAX_LEN = {int(events_max_len)}\n"
+                f"local DEAD_MAX_TASKS, DEAD_TTL_S = {int(dead_max_tasks)}, {float(dead_ttl_s)!r}\n"
+                f"local DEAD_TRIM_PER_DEATH = {defaults.DEAD_TRIM_PER_DEATH}\n")
         self._scripts = {name: client.register_script(head + src)
                          for name, src in _SCRIPTS.items()}
 
@@ -242,22 +255,46 @@ class RedisStore:
     # -- producer ----------------------------------------------------------
 
     def enqueue(self, topic: str, tasks: list[NewTask]) -> None:
-        k = self.keys(topic)
-        args: list[Any] = [k.task_prefix, topic, len(tasks)]
-        for t in tasks:
-            timeout = "" if t.timeout_s is None else repr(float(t.timeout_s))
-            args += [t.id, t.payload_json, t.num_retries, timeout, repr(float(t.delay_s)),
-                     t.priority]
-        result = self._run("enqueue", [k.input, k.scheduled, k.wake, k.stats, k.events], args)
+        result = self._run("enqueue", *self._enqueue_call(topic, tasks))
         if int(result[0]) == 0:
             raise DuplicateTaskError(
                 f"task id {result[1]!r} already exists in topic {topic!r}; nothing was enqueued"
             )
+        self._list_topic(topic)
+
+    def _enqueue_call(self, topic: str, tasks: list[NewTask]) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of enqueue.lua (fire_schedule.lua takes them too)."""
+        k = self.keys(topic)
+        args: list[Any] = [k.task_prefix, topic, len(tasks)]
+        for t in tasks:
+            timeout = "" if t.timeout_s is None else repr(float(t.timeout_s))
+            keep = "" if t.keep_result_s is None else repr(float(t.keep_result_s))
+            args += [t.id, t.payload_json, t.num_retries, timeout, repr(float(t.delay_s)), keep,
+                     t.priority]
+        return [k.input, k.scheduled, k.wake, k.stats, k.events], args
+
+    def _list_topic(self, topic: str) -> None:
         # The topics set lives in another cluster slot than the topic, so it cannot
         # join the script; once per topic and process is enough for listing it.
         if topic not in self._listed_topics:
             self.client.sadd(topics_key(self.namespace), topic)
             self._listed_topics.add(topic)
+
+    def fire_schedule(self, topic: str, name: str, definition: str,
+                      fire: tuple[float, NewTask] | None, expected_cursor: str, missed: int,
+                      live_s: float) -> tuple[str, str, float]:
+        """Check in ``definition`` of schedule ``name`` and, given ``fire`` (fire time,
+        task), enqueue the task if that fire time is after the definition's cursor and
+        the cursor is still ``expected_cursor``. Returns (status, the cursor as the
+        script formats it, Redis time); see fire_schedule.lua."""
+        fire_at, tasks = (f"{fire[0]:.6f}", [fire[1]]) if fire else ("", [])
+        keys, args = self._enqueue_call(topic, tasks)
+        args += [self.keys(topic).schedule(name), definition, fire_at, expected_cursor,
+                 missed, live_s]
+        status, cursor, now = self._run("fire_schedule", keys, args)
+        if status == "fired":
+            self._list_topic(topic)
+        return str(status), str(cursor), float(now)
 
     # -- worker ------------------------------------------------------------
 
@@ -273,7 +310,7 @@ class RedisStore:
             [k.task_prefix, max_count, lease_ttl_s, owner, defaults.PROMOTE_LIMIT],
         )
         due_in = float(next_due)
-        claimed = [Claimed(r[0], r[1], int(r[2]), *r[3:10]) for r in rows]
+        claimed = [Claimed(r[0], r[1], int(r[2]), *r[3:11]) for r in rows]
         return (None if due_in < 0 else due_in), claimed
 
     def extend(self, topic: str, leases: list[tuple[str, str]], lease_ttl_s: float) -> list[str]:
@@ -286,13 +323,17 @@ class RedisStore:
         return not self.ack_many(topic, [(task_id, token)])
 
     def ack_many(self, topic: str, leases: list[tuple[str, str]],
+                 results: Mapping[str, str] | None = None,
                  run_s: float | None = None) -> set[str]:
-        """Delete finished tasks given as (id, token) in one call; returns the fenced ids.
-        ``run_s``: how long these attempts ran in all, for the topic's mean run time."""
+        """Finish tasks given as (id, token) in one call; returns the fenced ids. A task
+        that keeps its result is given it in ``results`` (id -> JSON text). ``run_s``:
+        how long these attempts ran in all, for the topic's mean run time."""
         k = self.keys(topic)
-        ran = "" if run_s is None else repr(max(0.0, run_s))
-        return set(self._run("ack", [k.work, k.stats, k.rate, k.events],
-                             [k.task_prefix, ran, *_flat(leases)]))
+        args = [k.task_prefix, k.done_prefix, "" if run_s is None else repr(max(0.0, run_s))]
+        kept = results or {}
+        for task_id, token in leases:
+            args += [task_id, token, kept.get(task_id, "")]
+        return set(self._run("ack", [k.work, k.stats, k.rate, k.events], args))
 
     def fail(self, topic: str, task_id: str, token: str, error: str, retry_delay_s: float,
              *, bury: bool = False) -> str:
@@ -310,11 +351,17 @@ class RedisStore:
                               [k.task_prefix, task_id, token]))
 
     def reap(self, topic: str, max_worker_losses: int) -> tuple[int, int]:
-        """Expired leases are worker losses (retry not spent); returns (requeued, dead)."""
+        """Expired leases are worker losses (retry not spent); returns (requeued, dead).
+        Once every DEAD_SWEEP_INTERVAL_S it also sweeps the dead queue's retention."""
         k = self.keys(topic)
+        now = time.monotonic()
+        sweep = 0
+        if now >= self._next_dead_sweep.get(topic, 0.0):
+            sweep = defaults.DEAD_SWEEP_LIMIT
+            self._next_dead_sweep[topic] = now + defaults.DEAD_SWEEP_INTERVAL_S
         lost, dead = self._run(
             "reap", [k.input, k.scheduled, k.work, k.dead, k.stats, k.wake, k.events],
-            [k.task_prefix, defaults.REAP_LIMIT, max_worker_losses],
+            [k.task_prefix, defaults.REAP_LIMIT, max_worker_losses, sweep],
         )
         return int(lost), int(dead)
 
@@ -388,6 +435,28 @@ class RedisStore:
     def dead_purge(self, topic: str, ids: list[str]) -> int:
         k = self.keys(topic)
         return int(self._run("dead_purge", [k.dead], [k.task_prefix, *ids]))
+
+    # -- one task ---------------------------------------------------------------
+
+    def task_info(self, topic: str, task_id: str) -> list[Any]:
+        """[] for an unknown id, else [state, flat hash, lease deadline, ms to expiry]."""
+        k = self.keys(topic)
+        return list(self._run("task_info", [k.input, k.scheduled, k.work, k.dead,
+                                            k.legacy_input], [k.task_prefix, task_id]))
+
+    def task_delete(self, topic: str, task_id: str) -> str:
+        """Delete a waiting task; returns the state it was in ('' = unknown). Only
+        scheduled, input and dead tasks are deleted."""
+        k = self.keys(topic)
+        return str(self._run("task_delete", [k.input, k.scheduled, k.work, k.dead,
+                                             k.legacy_input, k.events], [k.task_prefix, task_id]))
+
+    def wait_done(self, topic: str, task_id: str, timeout_s: float) -> bool:
+        """Block until the task's result is kept (True) or the timeout passes (False).
+        The done list is rotated onto itself, not popped, so it wakes every waiter."""
+        done = self.keys(topic).done(task_id)
+        return self.client.blmove(done, done, max(0.01, timeout_s),  # type: ignore[arg-type]
+                                  "LEFT", "RIGHT") is not None  # (Redis >= 6 takes fractions)
 
     def inspect(self, topic: str) -> list[Any]:
         k = self.keys(topic)

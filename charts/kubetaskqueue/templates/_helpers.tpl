@@ -109,17 +109,34 @@ Fails with a clear message when no Redis or two are configured.
 {{- else if .Values.externalRedis.url }}true{{ end }}
 {{- end }}
 
-{{/* Environment every kubetaskqueue container shares: Redis URL, key prefix, JSON logs. */}}
+{{/*
+Environment every kubetaskqueue container shares: where the Redis URL is, key prefix,
+JSON logs. The URL holds the password: it comes from the mounted Secret (redisUrlVolume),
+not the environment, so it is not in the container's env.
+*/}}
 {{- define "kubetaskqueue.commonEnv" -}}
-- name: KUBETASKQUEUE_REDIS_URL
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "kubetaskqueue.redisUrlSecretName" . }}
-      key: {{ include "kubetaskqueue.redisUrlSecretKey" . }}
+- name: KUBETASKQUEUE_REDIS_URL_FILE
+  value: /var/run/secrets/kubetaskqueue/redis/url
 - name: KUBETASKQUEUE_NAMESPACE
   value: {{ .Values.keyPrefix | quote }}
 - name: KUBETASKQUEUE_LOG_FORMAT
   value: json
+{{- end }}
+
+{{/* The Secret holding the Redis URL as a file, for KUBETASKQUEUE_REDIS_URL_FILE. */}}
+{{- define "kubetaskqueue.redisUrlVolume" -}}
+- name: redis-url
+  secret:
+    secretName: {{ include "kubetaskqueue.redisUrlSecretName" . }}
+    items:
+      - key: {{ include "kubetaskqueue.redisUrlSecretKey" . }}
+        path: url
+{{- end }}
+
+{{- define "kubetaskqueue.redisUrlVolumeMount" -}}
+- name: redis-url
+  mountPath: /var/run/secrets/kubetaskqueue/redis
+  readOnly: true
 {{- end }}
 
 {{- define "kubetaskqueue.podSecurityContext" -}}

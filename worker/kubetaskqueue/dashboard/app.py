@@ -4,6 +4,7 @@
 - ``GET /api/info``: version, namespace, whether actions are on
 - ``GET /api/state``: topics (counts, rates, ages, sparkline) and live managers
 - ``GET /api/stream``: the same, pushed each second as server-sent events (``state``)
+- ``GET /api/schedules``: schedules live managers declare, with last and next fire time
 - ``GET /api/topics/{topic}/dead?error=TEXT&limit=N``: dead tasks, newest first
 - ``POST /api/topics/{topic}/dead/requeue`` and ``.../dead/purge``: body
   ``{"ids": [...]}`` or ``{"all": true}``, optionally ``"error": TEXT`` (only
@@ -39,6 +40,7 @@ from ..admin import iter_dead, purge_dead, requeue_dead, select_dead
 from ..cluster import REDIS_ERRORS, Client
 from ..keys import check_topic
 from ..queue_state import known_topics
+from ..schedules import read_schedules
 from ..store import RedisStore
 from ..version import __version__
 from . import LOCAL_HOSTS, MAX_BODY_BYTES
@@ -158,6 +160,10 @@ def create_app(client: Client, namespace: str, *, allow_actions: bool = False,
                                  headers={"Cache-Control": "no-cache",
                                           "X-Accel-Buffering": "no"})
 
+    async def schedules(request: Request) -> Response:
+        views = await run_in_threadpool(read_schedules, client, namespace)
+        return JSONResponse({"schedules": [v.as_dict() for v in views]})
+
     async def dead_list(request: Request) -> Response:
         topic = await run_in_threadpool(topic_of, request)
         error = request.query_params.get("error") or None
@@ -226,6 +232,7 @@ def create_app(client: Client, namespace: str, *, allow_actions: bool = False,
         Route("/api/info", info),
         Route("/api/state", state),
         Route("/api/stream", stream),
+        Route("/api/schedules", schedules),
         Route("/api/topics/{topic}/dead", dead_list),
         Route("/api/topics/{topic}/dead/requeue", dead_action("requeue", requeue_dead),
               methods=["POST"]),

@@ -116,20 +116,27 @@ local function place_ready(input, scheduled, key, id, now, delay, priority)
   end
 end
 
+-- Whether a failed attempt of the task in `key` is its last one; and its attempts.
+local function retries_spent(key)
+  local f = redis.call('HMGET', key, 'attempts', 'num_retries')
+  local attempts = tonumber(f[1]) or 0
+  return attempts > (tonumber(f[2]) or 0), attempts
+end
+
 -- A failed attempt: retry after `delay` while retries remain, else bury in dead.
 -- The id must already be out of the work set. Returns 'retried' or 'dead'.
 local function settle_failure(k, key, id, now, err, delay, force_dead)
-  local f = redis.call('HMGET', key, 'attempts', 'num_retries', 'priority')
-  local attempts, num_retries = tonumber(f[1]) or 0, tonumber(f[2]) or 0
+  local spent, attempts = retries_spent(key)
   redis.call('HSET', key, 'last_error', err, 'failed_at', fmt(now), 'owner', '')
-  if force_dead or attempts > num_retries then
+  if force_dead or spent then
     redis.call('LPUSH', k.dead, id)
     redis.call('HSET', key, 'dead_at', fmt(now))
     redis.call('HINCRBY', k.stats, 'failed', 1)
     emit('TASK_DEAD', id, attempts, now, last_line(err))
     return 'dead'
   end
-  place_ready(k.input, k.scheduled, key, id, now, delay, priority_of(f[3]))
+  place_ready(k.input, k.scheduled, key, id, now, delay,
+    priority_of(redis.call('HGET', key, 'priority')))
   wake_managers(k.wake, 1)
   redis.call('HINCRBY', k.stats, 'retried', 1)
   emit('TASK_RETRY', id, attempts, now, 'in ' .. fmt(delay) .. 's')
@@ -138,8 +145,8 @@ end
 
 
 -- A lost worker (its pod died, or its lease ran out): the task goes back to the
--- front of its priority in input at once and the attempt is not counted, so a node drain or an
--- OOM kill spends none of its num_retries. Each loss is counted in the hash;
+-- front of its priority in input at once and the attempt is not counted, so a node
+-- drain or an OOM kill spends none of its num_retries. Each loss is counted in the hash;
 -- past `max_losses` the task is poison (it keeps killing its worker) and dies.
 -- `kind` is the event that says how the loss was seen. The id must already be
 -- out of the work set. Returns 'lost' or 'dead'.
@@ -215,4 +222,69 @@ end
 local function tokens_at(limit, now)
   local base = math.max(limit.tat or now, now)
   return math.max(0, math.floor(limit.burst - (base - now) / limit.interval)), base
+end
+
+-- Dead-queue retention. DEAD_MAX_TASKS (0 = no cap) and DEAD_TTL_S (0 = kept until
+-- purged) are set by store.py in its header line, as EVENTS_MAX_LEN. The dead list
+-- is newest first, so the oldest dead tasks are its tail. A script that buries
+-- reads the tail first (old_dead, reads only, before its first write), then drops
+-- what is over the cap or past the age (drop_old_dead): a few a death
+-- (DEAD_TRIM_PER_DEATH), more in the reaper's periodic sweep.
+
+-- Reads only: up to `limit` ids at the dead tail, oldest first, that may have to
+-- go once `deaths` more tasks died in this script; each {id, past the age}.
+local function old_dead(k, prefix, now, limit, deaths)
+  local found = {}
+  if limit <= 0 then return found end
+  local len = redis.call('LLEN', k.dead)
+  local over = DEAD_MAX_TASKS > 0 and len + deaths - DEAD_MAX_TASKS or 0
+  if over <= 0 and DEAD_TTL_S <= 0 then return found end
+  for i = 1, math.min(limit, len) do
+    local id = redis.call('LINDEX', k.dead, -i)
+    local f = read_task('HMGET', prefix .. id, 'id', 'dead_at')
+    -- An id without its hash is a leftover: nothing is lost by dropping it.
+    local expired = not f[1] or (DEAD_TTL_S > 0 and (tonumber(f[2]) or now) <= now - DEAD_TTL_S)
+    if i > over and not expired then break end
+    found[i] = {id, expired}
+  end
+  return found
+end
+
+-- Drop what old_dead found, oldest first, while the dead queue is over its cap or
+-- the task is past the age; its hash goes too. Counted as the topic's dead_dropped.
+local function drop_old_dead(k, prefix, old, now)
+  local dropped = 0
+  for _, c in ipairs(old) do
+    local over = DEAD_MAX_TASKS > 0 and redis.call('LLEN', k.dead) > DEAD_MAX_TASKS
+    if not (over or c[2]) or redis.call('LINDEX', k.dead, -1) ~= c[1] then break end
+    redis.call('RPOP', k.dead)
+    redis.call('DEL', prefix .. c[1])
+    dropped = dropped + 1
+    emit('TASK_DROPPED', c[1], '', now, over and ('over dead_max_tasks ' .. DEAD_MAX_TASKS)
+      or ('dead longer than dead_ttl_s ' .. DEAD_TTL_S))
+  end
+  if dropped > 0 then
+    redis.call('HINCRBY', k.stats, 'dead_dropped', dropped)
+  end
+end
+
+-- Where a task is: 'done' (succeeded, result kept), 'work', 'scheduled', 'dead' or
+-- 'input'; nil when its hash is gone. `f` is HMGET key 'id', 'done_at', 'dead_at'.
+-- Input is a sorted set (O(1) membership); a task found nowhere is in the list an
+-- older version kept input in (k.legacy: every script moves a task atomically).
+local function task_state(k, id, f)
+  if not f[1] then return nil end
+  if f[2] then return 'done' end
+  if redis.call('ZSCORE', k.input, id) then return 'input' end
+  if redis.call('ZSCORE', k.work, id) then return 'work' end
+  if redis.call('ZSCORE', k.scheduled, id) then return 'scheduled' end
+  if f[3] then return 'dead' end
+  return 'input'
+end
+
+-- Take a waiting task out of input (O(log n); O(n) in an older version's list);
+-- returns 1, or 0 if absent.
+local function remove_from_input(k, id)
+  if redis.call('ZREM', k.input, id) == 1 then return 1 end
+  return redis.call('LREM', k.legacy, 1, id)
 end

@@ -1,25 +1,46 @@
 -- ack: attempts that succeeded; delete their tasks. One call acks a batch.
+-- A task enqueued with keep_result_s is kept instead, as done with its result, for
+-- that long; its done list (which expires with it) wakes the result's waiters.
 -- KEYS: 1 work, 2 stats, 3 rate, 4 events
--- ARGV: 1 task key prefix, 2 seconds the batch's attempts ran in all, then pairs: id, token
+-- ARGV: 1 task key prefix, 2 done list prefix, 3 seconds the batch's attempts ran in
+--       all ('' = not known), then triples: id, token, result JSON ('' = none: only
+--       tasks that keep their result send one)
 -- Returns the ids refused because their lease is no longer ours (fenced: counted,
 -- nothing changed for them).
 local now = now_s()
-local held = {}
-for i = 3, #ARGV, 2 do  -- read every hash before the first write
-  held[i] = holds_lease(KEYS[1], ARGV[1] .. ARGV[i], ARGV[i], ARGV[i + 1])
+local prefix, done_prefix = ARGV[1], ARGV[2]
+-- Every undeclared key is read before the first write (see read_task).
+local held, keep = {}, {}
+for i = 4, #ARGV, 3 do
+  local id = ARGV[i]
+  held[i] = holds_lease(KEYS[1], prefix .. id, id, ARGV[i + 1])
+  if held[i] and ARGV[i + 2] ~= '' then
+    keep[i] = tonumber(read_task('HGET', prefix .. id, 'keep_result_s'))
+    read_task('EXISTS', done_prefix .. id)
+  end
 end
 local refused, completed = {}, 0
-for i = 3, #ARGV, 2 do
-  local id, token = ARGV[i], ARGV[i + 1]
-  local key = ARGV[1] .. id
+for i = 4, #ARGV, 3 do
+  local id = ARGV[i]
+  local key = prefix .. id
   if held[i] then
     redis.call('ZREM', KEYS[1], id)
-    redis.call('DEL', key)
+    if keep[i] and keep[i] > 0 then
+      -- Whole milliseconds PEXPIRE takes; enqueue caps keep_result_s at a year.
+      local ms = string.format('%d', math.ceil(math.min(keep[i], 31536000) * 1000))
+      local done = done_prefix .. id
+      redis.call('HSET', key, 'result', ARGV[i + 2], 'done_at', fmt(now), 'owner', '')
+      redis.call('PEXPIRE', key, ms)
+      redis.call('LPUSH', done, '1')
+      redis.call('PEXPIRE', done, ms)
+    else
+      redis.call('DEL', key)
+    end
     completed = completed + 1
     emit('TASK_COMPLETION', id, '', now, '')
   else
     refused[#refused + 1] = id
-    emit('TASK_FENCED', id, '', now, 'ack refused: lease token ' .. token .. ' is stale')
+    emit('TASK_FENCED', id, '', now, 'ack refused: lease token ' .. ARGV[i + 1] .. ' is stale')
   end
 end
 if completed > 0 then
@@ -30,7 +51,7 @@ if #refused > 0 then
 end
 -- A moving average of run time, each task weighing 5 %: the operator sizes a
 -- rate-limited topic's pods by it.
-local n, ran = (#ARGV - 2) / 2, tonumber(ARGV[2])
+local n, ran = (#ARGV - 3) / 3, tonumber(ARGV[3])
 if n > 0 and ran and ran >= 0 then
   local mean = tonumber(redis.call('HGET', KEYS[3], 'mean_run_s'))
   local batch = ran / n

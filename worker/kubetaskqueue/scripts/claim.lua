@@ -5,7 +5,8 @@
 -- Returns {seconds until this topic may have more to claim (the next scheduled task
 -- is due, or the rate limit's next token if ready tasks wait for it), or -1; claimed}
 -- where claimed is a list of {id, token, attempts, payload, num_retries, timeout_s,
--- enqueued_at, ready_at, claimed_at, priority}. Each claim bumps the task's fencing token.
+-- enqueued_at, ready_at, claimed_at, keep_result_s, priority}. Each claim bumps the
+-- task's fencing token.
 -- A task hash whose counters are not integers (edited by hand) goes dead at once.
 -- Every task hash is read before the first write, so a script that aborts (a Redis
 -- Cluster slot migrating under it) leaves nothing half-done.
@@ -88,7 +89,7 @@ local take, from_input = {}, 0
 for i = 1, math.min(max, #candidates) do
   local c = candidates[i]
   c.f = read_task('HMGET', prefix .. c.id, 'token', 'attempts', 'payload', 'num_retries',
-    'timeout_s', 'enqueued_at', 'ready_at', 'priority', 'id')
+    'timeout_s', 'enqueued_at', 'ready_at', 'priority', 'id', 'keep_result_s')
   c.exists = c.f[9] or read_task('EXISTS', prefix .. c.id) == 1
   take[i] = c
   if c.from == 'input' then from_input = from_input + 1 end
@@ -135,7 +136,7 @@ for _, c in ipairs(take) do
     redis.call('ZADD', work, now + ttl, id)
     emit('TASK_START', id, attempts, now, owner)
     claimed[#claimed + 1] = {id, tostring(token), tostring(attempts), f[3] or '', f[4] or '0',
-      f[5] or '', f[6] or '0', f[7] or '0', fmt(now),
+      f[5] or '', f[6] or '0', f[7] or '0', fmt(now), f[10] or '',
       tostring(priority_of(f[8]))}
   end
 end

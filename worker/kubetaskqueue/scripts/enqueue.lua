@@ -1,12 +1,13 @@
 -- enqueue: store new tasks and make them ready (or scheduled when delayed).
 -- KEYS: 1 input, 2 scheduled, 3 wake, 4 stats, 5 events
 -- ARGV: 1 task key prefix, 2 topic, 3 count n,
---       then n groups of 6: id, payload JSON, num_retries, timeout_s ('' = none), delay_s,
+--       then n groups of 7: id, payload JSON, num_retries, timeout_s ('' = none), delay_s,
+--       keep_result_s ('' = none: the hash gets the field only when set),
 --       priority (an integer, -100..100, checked by the caller)
 -- Returns {1} on success, {0, id} when a task with that id exists (nothing written).
 local prefix, topic, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
 for i = 0, n - 1 do
-  local id = ARGV[4 + i * 6]
+  local id = ARGV[4 + i * 7]
   if read_task('EXISTS', prefix .. id) == 1 then
     return {0, id}
   end
@@ -14,13 +15,16 @@ end
 local now = now_s()
 local tails = {}  -- priority -> the last score given out in its band (one lookup per batch)
 for i = 0, n - 1 do
-  local b = 4 + i * 6
-  local id, delay, p = ARGV[b], tonumber(ARGV[b + 4]), priority_of(ARGV[b + 5])
+  local b = 4 + i * 7
+  local id, delay, p = ARGV[b], tonumber(ARGV[b + 4]), priority_of(ARGV[b + 6])
   local key = prefix .. id
   local ready_at = now + delay
   redis.call('HSET', key, 'id', id, 'topic', topic, 'payload', ARGV[b + 1],
     'num_retries', ARGV[b + 2], 'timeout_s', ARGV[b + 3], 'attempts', 0, 'token', 0,
     'enqueued_at', fmt(now), 'ready_at', fmt(ready_at), 'priority', p)
+  if ARGV[b + 5] ~= '' then
+    redis.call('HSET', key, 'keep_result_s', ARGV[b + 5])
+  end
   if delay > 0 then
     redis.call('ZADD', KEYS[2], ready_at, id)
   else

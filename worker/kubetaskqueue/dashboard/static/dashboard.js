@@ -5,6 +5,7 @@
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 const DEAD_REFRESH_MS = 5000;
+const SCHEDULES_REFRESH_MS = 5000;
 const FILTER_DELAY_MS = 300;
 
 const ui = {
@@ -151,6 +152,33 @@ function connect() {
     status.className = "pill status-error";
   });
   source.addEventListener("state", (message) => renderState(JSON.parse(message.data)));
+}
+
+// -- schedules ------------------------------------------------------------------------
+
+async function loadSchedules() {
+  let data;
+  try {
+    const response = await fetch("/api/schedules");
+    data = await response.json();
+    if (!response.ok) throw new Error(data.error || response.statusText);
+  } catch {
+    return;  // the stream's banner and status pill show an outage
+  }
+  const rows = data.schedules.map((s) => {
+    const missed = s.last_missed ? ` (after ${s.last_missed} missed)` : "";
+    return el("tr", { dataset: { schedule: s.name } },
+      el("td", { dataset: { col: "name" } }, s.name),
+      el("td", { dataset: { col: "topic" } }, s.topic),
+      el("td", { dataset: { col: "rule" } }, s.rule),
+      el("td", { dataset: { col: "last_fire" } },
+        s.last_fire === null ? "never" : fmtTime(s.last_fire) + missed),
+      el("td", { dataset: { col: "next_fire" } }, fmtTime(s.next_fire)),
+      el("td", { class: "num", dataset: { col: "managers" } }, s.managers));
+  });
+  $("schedules").tBodies[0].replaceChildren(...rows);
+  $("schedules-empty").hidden = rows.length > 0;
+  $("schedule-count").textContent = `(${rows.length})`;
 }
 
 // -- dead tasks -----------------------------------------------------------------------
@@ -361,6 +389,8 @@ async function start() {
   $("purge-matching").addEventListener("click",
     () => act("purge", ui.deadTopic, matchingBody()));
   setInterval(loadDead, DEAD_REFRESH_MS);
+  loadSchedules();
+  setInterval(loadSchedules, SCHEDULES_REFRESH_MS);
   connect();
 }
 
