@@ -169,3 +169,17 @@ def test_cli_enqueue_takes_a_priority(any_url: str, tmp_path: Any) -> None:
                                "--priority", "5"]).exit_code == 0
     _, rows = Manager(any_url).store.claim(TOPIC, 2, 30, "w-1-aaaaaaaa")
     assert [(r.payload, r.priority) for r in rows] == [('"late"', "5"), ('"plain"', "0")]
+
+
+def test_lookup_and_delete_find_ready_tasks_in_either_input(any_url: str) -> None:
+    m = Manager(any_url)
+    [new_id] = m.enqueue_many(TOPIC, ["new"], priority=3)
+    k = m.store.keys(TOPIC)
+    m.store.client.hset(k.task("old"), mapping={"id": "old", "topic": TOPIC, "payload": "{}"})
+    m.store.client.rpush(k.legacy_input, "old")  # left by a version before priorities
+    for task_id in (new_id, "old"):
+        info = m.task(TOPIC, task_id)
+        assert info is not None and info.state == "input"
+        assert m.delete(TOPIC, task_id)
+        assert m.task(TOPIC, task_id) is None
+    assert read_queue_state(m.store.client, topics=[TOPIC]).topics[TOPIC].input == 0
