@@ -104,6 +104,13 @@ local function join_input(input, id, p, front)
   redis.call('ZADD', input, score_text(join_score(input, p, front)), id)
 end
 
+-- ZADD `pairs` (score, member, score, member...) in a few calls, not one per member.
+local function zadd_all(key, pairs)
+  for i = 1, #pairs, 400 do
+    redis.call('ZADD', key, unpack(pairs, i, math.min(#pairs, i + 399)))
+  end
+end
+
 -- Make `id` ready after `delay` seconds (0 = now, at the back of its priority),
 -- without waking anyone.
 local function place_ready(input, scheduled, key, id, now, delay, priority)

@@ -112,12 +112,14 @@ local taken = {}
 for _, c in ipairs(take) do
   taken[c.id] = true
 end
+local joining = {}
 for _, m in ipairs(moving) do
   if not taken[m.id] then
-    redis.call('ZADD', input, score_text(m.score), m.id)
+    joining[#joining + 1], joining[#joining + 2] = score_text(m.score), m.id
   end
 end
-local claimed, dropped = {}, false
+zadd_all(input, joining)
+local claimed, dropped, leases = {}, false, {}
 for _, c in ipairs(take) do
   local id, key, f = c.id, prefix .. c.id, c.f
   if not c.exists then
@@ -133,7 +135,7 @@ for _, c in ipairs(take) do
     local token, attempts = (tonumber(f[1]) or 0) + 1, (tonumber(f[2]) or 0) + 1
     redis.call('HSET', key, 'token', token, 'attempts', attempts, 'owner', owner,
       'claimed_at', fmt(now))
-    redis.call('ZADD', work, now + ttl, id)
+    leases[#leases + 1], leases[#leases + 2] = now + ttl, id
     emit('TASK_START', id, attempts, now, owner)
     claimed[#claimed + 1] = {id, tostring(token), tostring(attempts), f[3] or '', f[4] or '0',
       f[5] or '', f[6] or '0', f[7] or '0', fmt(now), f[10] or '',
@@ -141,6 +143,7 @@ for _, c in ipairs(take) do
   end
 end
 if #claimed > 0 then
+  zadd_all(work, leases)
   redis.call('HINCRBY', stats, 'started', #claimed)
 end
 

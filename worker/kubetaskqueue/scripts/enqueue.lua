@@ -14,6 +14,7 @@ for i = 0, n - 1 do
 end
 local now = now_s()
 local tails = {}  -- priority -> the last score given out in its band (one lookup per batch)
+local ready = {}  -- score, id, ...: joins input in one ZADD
 for i = 0, n - 1 do
   local b = 4 + i * 7
   local id, delay, p = ARGV[b], tonumber(ARGV[b + 4]), priority_of(ARGV[b + 6])
@@ -29,10 +30,11 @@ for i = 0, n - 1 do
     redis.call('ZADD', KEYS[2], ready_at, id)
   else
     tails[p] = (tails[p] and tails[p] + 1) or join_score(KEYS[1], p, false)
-    redis.call('ZADD', KEYS[1], score_text(tails[p]), id)
+    ready[#ready + 1], ready[#ready + 2] = score_text(tails[p]), id
   end
   emit('TASK_ENQUEUE', id, 0, now, delay > 0 and ('due in ' .. fmt(delay) .. 's') or '')
 end
+zadd_all(KEYS[1], ready)
 wake_managers(KEYS[3], n)
 redis.call('HINCRBY', KEYS[4], 'enqueued', n)
 return {1}
