@@ -177,9 +177,9 @@ def test_lookup_and_delete_find_ready_tasks_in_either_input(any_url: str) -> Non
     k = m.store.keys(TOPIC)
     m.store.client.hset(k.task("old"), mapping={"id": "old", "topic": TOPIC, "payload": "{}"})
     m.store.client.rpush(k.legacy_input, "old")  # left by a version before priorities
-    for task_id in (new_id, "old"):
+    for task_id, priority in ((new_id, 3), ("old", 0)):
         info = m.task(TOPIC, task_id)
-        assert info is not None and info.state == "input"
+        assert info is not None and (info.state, info.priority) == ("input", priority)
         assert m.delete(TOPIC, task_id)
         assert m.task(TOPIC, task_id) is None
     assert read_queue_state(m.store.client, topics=[TOPIC]).topics[TOPIC].input == 0
