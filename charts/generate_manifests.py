@@ -3,7 +3,8 @@
     python charts/generate_manifests.py          # rewrite manifests/ and the chart's CRD copy
     python charts/generate_manifests.py --check  # exit 1 if anything is out of date
 
-The chart is rendered offline with helm-python-sdk (Helm's Go SDK; no helm binary) as
+The chart is rendered with `helm template` (no cluster needed; the helm binary named by
+KUBETASKQUEUE_HELM, else the one .ci/run installs into .tools/, else `helm` on PATH) as
 release "kubetaskqueue" in namespace "kubetaskqueue", with MANIFEST_VALUES on top of
 the chart's defaults:
 
@@ -21,7 +22,13 @@ charts/kubetaskqueue/crds/.
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -111,23 +118,56 @@ def _strip_helm(obj: Any) -> None:
             _strip_helm(value)
 
 
-def render_chart(values: dict[str, Any] | None = None) -> dict[str, str]:
-    """Render the chart as `helm template` would: {template file name: manifest text}."""
-    import helm_python
+class HelmError(Exception):
+    """helm refused the chart or the values; the message is helm's."""
 
-    with helm_python.Chart.load(CHART) as chart:
-        rendered = chart.render(values or {}, name=RELEASE, namespace=NAMESPACE)
-    return {path.split("/templates/", 1)[1]: text for path, text in rendered.items()}
+
+def helm_binary() -> str | None:
+    """KUBETASKQUEUE_HELM, else the helm 3 that .ci/run installs into .tools/, else PATH."""
+    for path in (os.environ.get("KUBETASKQUEUE_HELM"), ROOT / ".tools/helm3/helm/helm"):
+        if path and Path(path).is_file():
+            return str(path)
+    return shutil.which("helm")
+
+
+def run_helm(*args: str, values: dict[str, Any] | None = None) -> str:
+    """helm's stdout; its error (a schema violation, a failed template) as HelmError."""
+    helm = helm_binary()
+    if helm is None:
+        raise HelmError("no helm binary: set KUBETASKQUEUE_HELM or put helm on PATH "
+                        "(.ci/run installs one into .tools/)")
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as values_file:
+        json.dump(values or {}, values_file)
+        values_file.flush()
+        done = subprocess.run([helm, *args, "-f", values_file.name], capture_output=True,
+                              text=True, timeout=120)
+    if done.returncode != 0:
+        raise HelmError(done.stderr.strip() or done.stdout.strip())
+    return done.stdout
+
+
+def render_chart(values: dict[str, Any] | None = None, *, chart: Path = CHART,
+                 release: str = RELEASE, namespace: str = NAMESPACE,
+                 upgrade: bool = False) -> dict[str, list[dict[str, Any]]]:
+    """`helm template` (hooks included): {template file name: the objects it rendered}."""
+    extra = ["--is-upgrade"] if upgrade else []
+    out = run_helm("template", release, str(chart), "--namespace", namespace, *extra,
+                   values=values)
+    rendered: dict[str, list[dict[str, Any]]] = {}
+    for chunk in re.split(r"^---\s*$", out, flags=re.M):
+        source = re.search(r"^# Source: [^/]+/templates/(.+)$", chunk, re.M)
+        docs = [d for d in yaml.safe_load_all(chunk) if d]
+        if source and docs:
+            rendered.setdefault(source.group(1), []).extend(docs)
+    return rendered
 
 
 def generate() -> dict[Path, str]:
     """Every generated file and its text."""
     grouped: dict[str, list[dict[str, Any]]] = {}
-    for template, text in sorted(render_chart(MANIFEST_VALUES).items()):
-        if template == "NOTES.txt":
-            continue
-        for doc in yaml.safe_load_all(text):
-            if not doc or "helm.sh/hook" in (doc["metadata"].get("annotations") or {}):
+    for template, docs in sorted(render_chart(MANIFEST_VALUES).items()):
+        for doc in docs:
+            if "helm.sh/hook" in (doc["metadata"].get("annotations") or {}):
                 continue
             if template not in FILES:
                 raise SystemExit(f"template {template} has no manifest file: add it to FILES")
@@ -151,7 +191,7 @@ def generate() -> dict[Path, str]:
     unordered = {p.name for p in out} - set(ORDER)
     if unordered:
         raise SystemExit(f"add {sorted(unordered)} to ORDER")
-    with_image = yaml.safe_load(render_chart()["operator-deployment.yaml"])
+    [with_image] = render_chart()["operator-deployment.yaml"]
     repository, tag = with_image["spec"]["template"]["spec"]["containers"][0]["image"].split(":")
     kustomization = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
@@ -188,7 +228,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if manifests/ is stale")
     args = parser.parse_args(argv)
-    generated = generate()
+    try:
+        generated = generate()
+    except HelmError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     if args.check:
         stale = stale_files(generated)
         for line in stale:

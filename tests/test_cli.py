@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 import redis
 from click.testing import CliRunner
@@ -18,8 +20,9 @@ from kubetaskqueue.keys import TopicKeys
 
 
 @pytest.fixture
-def url() -> str:
-    return f"memory://cli-{uuid.uuid4().hex}"
+def url(redis_url: str) -> str:
+    """A real redis-server: the CLI refuses to change memory://, which dies with it."""
+    return redis_url
 
 
 def run(*args: str, stdin: str | None = None,
@@ -48,7 +51,8 @@ def test_enqueue_prints_id_and_stats_json_has_the_contract_shape(url: str) -> No
     assert code == 0
     assert json.loads(out) == {"topics": {"email": {
         "input": 1, "scheduled": 0, "work": 0, "dead": 0, "enqueued": 1, "started": 0,
-        "retried": 0, "failed": 0, "completed": 0, "dead_dropped": 0}}, "managers": 0}
+        "retried": 0, "failed": 0, "completed": 0, "dead_dropped": 0,
+        "paused": False}}, "managers": 0}
 
 
 def test_stats_table(url: str) -> None:
@@ -82,7 +86,17 @@ def test_runtime_errors_exit_1_with_one_line(url: str) -> None:
     assert err == "error: task id 'same' already exists in topic 'email'; nothing was enqueued\n"
     code, _, err = run("--redis-url", "redis://127.0.0.1:1/0", "stats")
     assert code == 1 and err.startswith("error: Redis at redis://127.0.0.1:1/0 failed:")
+    assert err.endswith("; is it running? (set KUBETASKQUEUE_REDIS_URL)\n")
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_only_a_connection_error_asks_whether_redis_runs(url: str) -> None:
+    """A server that answers is running: its refusal needs no hint."""
+    out_of_range = url.rsplit("/", 1)[0] + "/99"
+    for args in (["stats"], ["enqueue", "email", "{}"], ["dead", "list", "email"]):
+        code, _, err = run("--redis-url", out_of_range, *args)
+        assert code == 1 and err.count("\n") == 1, err
+        assert err.endswith("failed: DB index is out of range\n"), err
 
 
 def test_dead_list_requeue_purge(url: str) -> None:
@@ -91,6 +105,7 @@ def test_dead_list_requeue_purge(url: str) -> None:
     rows = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and len(rows) == 3
     assert all("SMTP timeout" in r["last_error"] and r["attempts"] == 1 for r in rows)
+    assert sorted(r["payload"]["i"] for r in rows) == [0, 1, 2]  # JSON, not a JSON string
     code, out, _ = run("--redis-url", url, "dead", "list", "email", "--error", "nope")
     assert out == "0 dead task(s)\n"
     code, out, _ = run("--redis-url", url, "dead", "requeue", "email", "--all", "--dry-run")
@@ -131,6 +146,27 @@ def test_console_script_help_lists_examples() -> None:
     out = subprocess.run([sys.executable, "-m", "kubetaskqueue", "--help"], capture_output=True,
                          text=True, check=True).stdout
     assert "Examples:" in out and "KUBETASKQUEUE_REDIS_URL" in out
+
+
+def command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    paths = []
+    for name, command in group.commands.items():
+        paths.append((*prefix, name))
+        if isinstance(command, click.Group):
+            paths += command_paths(command, (*prefix, name))
+    return paths
+
+
+@pytest.mark.parametrize("path", command_paths(cli), ids=" ".join)
+def test_each_command_help_shows_its_own_examples(path: tuple[str, ...]) -> None:
+    code, out, _ = run(*path, "--help")
+    assert code == 0
+    lines = out.split("Examples:\n", 1)[1].splitlines()
+    commands = [line.split() for line in lines if line.strip().startswith("kubetaskqueue ")]
+    assert commands, out
+    for words in commands:
+        words = [w for w in words if w != "-v"]
+        assert tuple(words[1:1 + len(path)]) == path, words
 
 
 def test_enqueue_wait_reports_completion_death_and_timeout(redis_url: str) -> None:
@@ -250,9 +286,10 @@ def test_a_failed_chunk_says_which_lines_went_in(redis_url: str,
     code, out, err = run("--redis-url", redis_url, "enqueue", "bulk", "--file", "-",
                          stdin="\n" + "1\n" * 1500)  # payloads on lines 2-1501
     assert code == 1 and out == ""
-    assert err == ("error: Redis at redis://x failed: gone; 1000 task(s) were enqueued "
-                   "(lines 1-1001), the rest were not: resend from line 1002 "
-                   "(tail -n +1002 FILE)\n")
+    # Before it, a warning that no live manager serves "bulk" (logged, not an error).
+    assert err.splitlines()[-1] == (
+        "error: Redis at redis://x failed: gone; 1000 task(s) were enqueued "
+        "(lines 1-1001), the rest were not: resend from line 1002 (tail -n +1002 FILE)")
     assert len(stored(redis_url, "bulk")) == 1000
 
 
@@ -269,3 +306,47 @@ def test_enqueue_usage_errors(redis_url: str, tmp_path: Path) -> None:
         code, _, err = run("--redis-url", redis_url, "enqueue", "t", *args)
         assert code == 2 and says in err, (args, err)
     assert stored(redis_url, "t") == []
+
+
+@pytest.mark.parametrize("args", [
+    ["enqueue", "email", "{}"],
+    ["enqueue", "email", "--file", "-"],
+    ["dead", "requeue", "email", "--all"],
+    ["dead", "purge", "email", "--all"],
+])
+def test_commands_whose_effect_would_vanish_refuse_memory_urls(args: list[str]) -> None:
+    url = f"memory://cli-{uuid.uuid4().hex}"
+    for how in (["--redis-url", url], []):
+        code, out, err = run(*how, *args, stdin="{}\n", env={"KUBETASKQUEUE_REDIS_URL": url})
+        assert (code, out) == (2, "")
+        command = " ".join(args[:2]) if args[0] == "dead" else "enqueue"
+        assert err == (f"error: memory:// is a store inside this one process and vanishes when "
+                       f"it exits, so `{command}` would be lost; use a Redis URL (--redis-url "
+                       "or KUBETASKQUEUE_REDIS_URL)\n")
+    assert Manager(url).stats()["topics"] == {}
+
+
+def readme_synopsis() -> list[list[str]]:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = readme.split("## CLI\n\n```\n", 1)[1].split("```", 1)[0]
+    return [line.split()[1:] for line in block.splitlines()]
+
+
+def option_names(command: click.Command) -> list[list[str]]:
+    return [param.opts for param in command.params if isinstance(param, click.Option)]
+
+
+@pytest.mark.parametrize("path", [(), *command_paths(cli)], ids=lambda p: " ".join(p) or "global")
+def test_the_readme_synopsis_lists_every_option(path: tuple[str, ...]) -> None:
+    command: click.Command = cli
+    for name in path:
+        assert isinstance(command, click.Group)
+        command = command.commands[name]
+    if path:
+        lines = [words for words in readme_synopsis() if tuple(words[:len(path)]) == path]
+    else:
+        lines = [words for words in readme_synopsis() if words[0].startswith(("[", "--"))]
+    assert lines, f"no line for `kubetaskqueue {' '.join(path)}` in the README's CLI block"
+    text = " ".join(word for words in lines for word in words)
+    for opts in option_names(command):
+        assert any(re.search(rf"(^|[\[( ]){re.escape(o)}\b", text) for o in opts), (path, opts)

@@ -235,6 +235,38 @@ def test_operator_exporter_and_cli_read_queue_state_across_masters(
     assert [json.loads(result.stdout)["topics"][t]["input"] for t in topics] == [1, 2, 3]
 
 
+def test_queue_controls_across_masters(cluster: Cluster, cluster_url: str) -> None:
+    """Pause, max_queued, the memory check (per node) and topics listing on three masters."""
+    from kubetaskqueue import QueueFullError
+    from kubetaskqueue.topics import drop_topic, list_topics
+
+    held, limited, full = cluster.topics_on_every_node()
+    producer = Manager(cluster_url, max_queued=2)
+    producer.pause(held)
+    producer.enqueue_many(held, [1, 2])
+    assert producer.store.claim(held, 5, 30.0, "me")[1] == []
+    producer.enqueue_many(limited, [1, 2])
+    with pytest.raises(QueueFullError, match="max_queued 2"):
+        producer.enqueue(limited, 3)
+    node = redis.Redis(port=cluster.node_of(f"kubetaskqueue:{{{full}}}:input"))
+    node.config_set("maxmemory", int(int(node.info("memory")["used_memory"]) / 0.75))
+    try:
+        with pytest.raises(QueueFullError, match=r"Redis memory is at [67]\d% of maxmemory"):
+            guarded = Manager(cluster_url)  # a fresh reading of that node
+            guarded.configure(max_memory_share=0.5)
+            guarded.enqueue(full, 1)
+        Manager(cluster_url).enqueue(held, 3)  # another master is fine
+    finally:
+        node.config_set("maxmemory", 0)
+    rows = {r.name: r for r in list_topics(connect(cluster_url), "kubetaskqueue")}
+    assert rows[held].state.paused and rows[held].state.input == 3
+    assert not rows[limited].state.paused and rows[limited].state.input == 2
+    assert producer.resume(held) and len(producer.store.claim(held, 5, 30.0, "me")[1]) == 3
+    producer.store.set_paused(full, True, "test")  # listed, though it never got a task
+    drop_topic(producer.store, full)
+    assert full not in {r.name for r in list_topics(connect(cluster_url), "kubetaskqueue")}
+
+
 def test_schedules_fire_into_topics_on_every_master_and_are_listed(
         cluster: Cluster, cluster_url: str) -> None:
     """Each fire is one script in its topic's slot; the listing reads them all."""

@@ -39,7 +39,7 @@ def test_lifecycle_events_in_order(any_url: str) -> None:
     m.enqueue("t", "ok", task_id="a")
     m.enqueue("t", "bad", task_id="b", num_retries=1)
     m.run(burst=True)
-    events = replay(m, "TASK_COMPLETION", "b")
+    events = replay(m, "MANAGER_STOP", "")  # the last event in time order
     by_task = {tid: [e.type for e in events if e.task_id == tid] for tid in ("a", "b")}
     assert by_task["a"] == ["TASK_ENQUEUE", "TASK_START", "TASK_COMPLETION"]
     assert by_task["b"] == ["TASK_ENQUEUE", "TASK_START", "TASK_FAILURE", "TASK_RETRY",
@@ -210,3 +210,29 @@ def test_watchers_ride_out_a_redis_restart(own_redis: RedisServer,
     assert caplog.text.count("is unreachable") == 2  # one line per outage and watcher
     assert caplog.text.count("reachable again") == 2
     assert (cli_err.count("is unreachable"), cli_err.count("reachable again")) == (1, 1)
+
+
+def test_a_replay_of_several_streams_is_merged_by_time(any_url: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from kubetaskqueue import events as events_module
+
+    # Pages of 4: stream "c" fills exactly one page, "a" and "b" need several, and a
+    # stream-by-stream replay would print b's events before a's second half.
+    monkeypatch.setattr(events_module, "READ_COUNT", 4)
+    m = Manager(any_url)
+    order = [("c", 4), ("a", 10), ("b", 10), ("a", 10)]
+    for topic, n in order:
+        for i in range(n):
+            m.enqueue(topic, i)
+    seen: list[Event] = []
+
+    def follow() -> None:
+        for event in m.watch(["a", "b", "c"], from_start=True, stats_interval_s=None,
+                             block_s=0.05):
+            seen.append(event)
+
+    threading.Thread(target=follow, daemon=True).start()
+    wait_until(lambda: len(seen) >= 34, 10, what="all 34 enqueue events replayed")
+    times = [e.time for e in seen]
+    assert times == sorted(times)
+    assert [e.topic for e in seen] == [t for t, n in order for _ in range(n)]

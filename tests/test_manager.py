@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from typing import Any
@@ -43,7 +44,7 @@ def test_success_retry_and_dead_counters(any_url: str) -> None:
     assert m.stats()["topics"]["jobs"] == {
         "input": 0, "scheduled": 0, "work": 0, "dead": 1,
         "enqueued": 2, "started": 4, "retried": 2, "failed": 1, "completed": 1,
-        "dead_dropped": 0}
+        "dead_dropped": 0, "paused": False}
     fields = m.store.client.hgetall(m.store.keys("jobs").task(
         m.store.client.lindex(m.store.keys("jobs").dead, 0)))
     assert "RuntimeError: always fails" in fields["last_error"]
@@ -276,3 +277,28 @@ def test_enqueue_rejects_non_numeric_delays(bad: Any) -> None:
     m = Manager("memory://delays")
     with pytest.raises(ValueError, match="delay_s must be a finite number of seconds >= 0"):
         m.enqueue("t", 1, delay_s=bad)
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_the_traceback_is_logged_when_a_task_goes_dead_and_with_debug_on_each_attempt(
+        verbose: bool, caplog: pytest.LogCaptureFixture) -> None:
+    m = make(f"memory://traceback-log-{verbose}")
+
+    @m.processor("jobs")
+    def work(task: Task) -> None:
+        raise RuntimeError(f"disk full on attempt {task.attempt}")
+
+    caplog.set_level(logging.DEBUG if verbose else logging.INFO, logger="kubetaskqueue")
+    m.enqueue("jobs", {}, num_retries=1, task_id="t1")
+    m.run(burst=True)
+    failed = [r for r in caplog.records if "RuntimeError" in r.getMessage()]
+    assert [(r.levelname, r.getMessage().splitlines()[0]) for r in failed] == [
+        ("WARNING", "task t1 of 'jobs': attempt 1 errored (retried): "
+                    "RuntimeError: disk full on attempt 1"),
+        ("ERROR", "task t1 of 'jobs' failed (attempt 2, no retries left; moved to dead): "
+                  "RuntimeError: disk full on attempt 2"),
+    ]
+    retried, dead = (r.getMessage() for r in failed)
+    assert "Traceback (most recent call last)" in dead
+    assert 'raise RuntimeError(f"disk full on attempt {task.attempt}")' in dead
+    assert ("Traceback (most recent call last)" in retried) is verbose

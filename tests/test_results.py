@@ -219,6 +219,10 @@ def test_bad_arguments_are_refused(any_url: str) -> None:
 
 def test_cli_enqueue_wait_prints_the_result(running: Manager, any_url: str) -> None:
     runner = CliRunner()
+    if any_url.startswith("memory://"):  # the task would vanish with the command
+        out = runner.invoke(cli, ["--redis-url", any_url, "enqueue", TOPIC, "1", "--wait", "1"])
+        assert out.exit_code == 2 and "memory:// is a store inside this one process" in out.stderr
+        return
     out = runner.invoke(cli, ["--redis-url", any_url, "enqueue", TOPIC, '{"n": [20, 22]}',
                               "--id", "c1", "--keep-result", "60", "--wait", "10"])
     assert (out.exit_code, out.stdout) == (0, 'c1\n{"sum": 42}\n')

@@ -7,6 +7,7 @@ behaviour is covered by unit and property tests (tests/operator/test_policy*.py)
                 a rate-limited topic's backlog counts up to limit pods x target, where
                 limit pods = ceil(rate x mean run time / slots per pod): more pods
                 could not start its tasks any sooner
+                (a paused topic's input and scheduled_due are not counted: nobody claims them)
     need      = max(need, 1, busy pods)      when any task is in work
     need      = 0                            from 0 replicas while backlog < activationTasks
     recommend = clamp(need, min, max)
@@ -86,6 +87,7 @@ class Observation:
     work: int = 0
     dead: int = 0
     busy_pods: int = 0  # target pods whose manager holds at least one task
+    paused_ready: int = 0  # ready tasks of paused topics: left out of input and backlog
     rate_limited: tuple[RateLimited, ...] = ()  # the rate-limited topics among them
 
     @property
@@ -125,6 +127,8 @@ def recommend(policy: ScalePolicy, obs: Observation, current: int) -> tuple[int,
         note = (f"backlog {backlog}, {backlog - counted} of it waiting for rate limits "
                 f"(at most {limits} pods), {counted} / {policy.target_tasks_per_replica} "
                 f"per replica = {need}")
+    if obs.paused_ready:
+        note += f" ({obs.paused_ready} ready in paused topics not counted)"
     if obs.work > 0:
         # Tasks in flight hold leases: keep at least one pod, and do not ask for
         # fewer pods than are busy (an idle pod should go first, not a busy one).

@@ -32,6 +32,7 @@ class QueueSnapshot:
     owners: Mapping[str, int] = field(default_factory=dict)  # manager id -> leases held
     topics: tuple[str, ...] = ()  # the topics read (all known ones when the pool names none)
     managers: int = 0
+    paused_ready: int = 0  # ready in paused topics: nobody claims them, so not backlog
     rate_limited: tuple[RateLimited, ...] = ()  # the rate-limited topics among them
 
     @property
@@ -51,21 +52,29 @@ def redact(url: str) -> str:
 
 def snapshot_from_state(state: Any, topics: Iterable[str] | None,
                         owners: Mapping[str, int]) -> QueueSnapshot:
-    """Sum a core ``QueueState`` (duck-typed) over ``topics`` (None = all)."""
+    """Sum a core ``QueueState`` (duck-typed) over ``topics`` (None = all). A paused
+    topic adds only its tasks in work (and dead); its queued ones are ``paused_ready``."""
     wanted = None if topics is None else set(topics)
     totals = {"input": 0, "scheduled": 0, "scheduled_due": 0, "work": 0, "dead": 0}
+    paused_ready = 0
     limited = []
     for name, topic in state.topics.items():
         if wanted is not None and name not in wanted:
             continue
-        for key in totals:
+        if getattr(topic, "paused", False):
+            paused_ready += int(topic.input) + int(topic.scheduled_due)
+            counted: tuple[str, ...] = ("work", "dead")
+        else:
+            counted = tuple(totals)
+            served = any(name in m.topics for m in state.managers)
+            if (limit := rate_limited(topic, served)) is not None:
+                limited.append(limit)
+        for key in counted:
             totals[key] += int(getattr(topic, key))
-        served = any(name in m.topics for m in state.managers)
-        if (limit := rate_limited(topic, served)) is not None:
-            limited.append(limit)
     names = tuple(n for n in state.topics if wanted is None or n in wanted)
     return QueueSnapshot(**totals, owners=dict(owners), topics=names,
-                         managers=len(state.managers), rate_limited=tuple(limited))
+                         managers=len(state.managers), paused_ready=paused_ready,
+                         rate_limited=tuple(limited))
 
 
 def rate_limited(topic: Any, served: bool) -> RateLimited | None:

@@ -142,6 +142,7 @@ def reconcile(deps: Deps, pool: ObjectRef, body: Mapping[str, Any], mem: PoolMem
         work=snap.work,
         dead=snap.dead,
         busy_pods=len(busy),
+        paused_ready=snap.paused_ready,
         rate_limited=snap.rate_limited,
     )
     decision = decide(spec.policy, obs, scale.replicas, mem.history, deps.clock())

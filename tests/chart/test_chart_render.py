@@ -12,6 +12,7 @@ from chartrender import (
     POD_KINDS,
     RELEASE,
     TOGGLES,
+    HelmError,
     container,
     env,
     find,
@@ -269,9 +270,7 @@ def test_external_redis_url_and_existing_secret() -> None:
 ])
 def test_redis_choice_mistakes_fail_with_a_clear_message(values: dict[str, Any],
                                                          message: str) -> None:
-    import helm_python
-
-    with pytest.raises(helm_python.HelmError, match=message):
+    with pytest.raises(HelmError, match=message):
         render(values)
 
 

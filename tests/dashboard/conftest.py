@@ -1,8 +1,9 @@
-"""Dashboard fixtures: headless Chromium (the Debian package) driven by Playwright.
+"""Dashboard fixtures: headless Chromium (the Debian package) driven by Selenium through
+Debian's chromedriver; nothing is downloaded.
 
-The browser tests skip where chromium or Playwright is missing, except when
-KUBETASKQUEUE_REQUIRE_BROWSER=1 (`.ci/run` sets it after installing them), so
-CI cannot pass by hiding them.
+The browser tests skip where chromium, chromedriver or Selenium is missing, except when
+KUBETASKQUEUE_REQUIRE_BROWSER=1 (`.ci/run` sets it after installing them), so CI cannot
+pass by hiding them.
 """
 
 from __future__ import annotations
@@ -18,10 +19,6 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # dashboard_helpers, whatever the rootdir
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-
 
 def _browser_missing(reason: str) -> None:
     if os.environ.get("KUBETASKQUEUE_REQUIRE_BROWSER") == "1":
@@ -30,20 +27,22 @@ def _browser_missing(reason: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    """Headless Chromium from Debian (/usr/bin/chromium); Playwright never downloads one.
-
-    Module scope, not session: Playwright's sync API keeps an asyncio loop running on
-    the main thread while it is open, which would break later tests' asyncio.run().
-    """
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
+def start_browser() -> Any:
+    """browser.start_chromium, once chromium, chromedriver and Selenium are known here."""
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
         _browser_missing("chromium not found (apt-get install chromium chromium-driver)")
+    if not shutil.which("chromedriver"):
+        _browser_missing("chromedriver not found (apt-get install chromium-driver)")
     try:
-        from playwright.sync_api import sync_playwright
+        from browser import start_chromium
     except ImportError:
-        _browser_missing("playwright not installed (pip install -e '.[test]')")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+        _browser_missing("selenium not installed (pip install -e '.[test]')")
+    return start_chromium
+
+
+@pytest.fixture(scope="module")
+def chromium(start_browser: Any) -> Iterator[Any]:
+    """One browser for a module's tests; each test opens its own tab (browser.Page)."""
+    driver = start_browser(1280, 900)
+    yield driver
+    driver.quit()

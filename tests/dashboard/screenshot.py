@@ -18,7 +18,7 @@ from pathlib import Path
 HERE = Path(__file__).parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
-from conftest import CHROMIUM_ARGS  # noqa: E402
+from browser import Page, start_chromium  # noqa: E402
 from dashboard_helpers import TOKEN, Dashboard  # noqa: E402
 from helpers import RedisServer  # noqa: E402
 from kubetaskqueue import Manager, Task  # noqa: E402
@@ -72,7 +72,6 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=4.0)
     parser.add_argument("--out", default=str(HERE.parent.parent / "docs" / "dashboard.png"))
     args = parser.parse_args()
-    from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory() as workdir:
         server = RedisServer(Path(workdir))
@@ -92,18 +91,18 @@ def main() -> None:
                                       daemon=True)
             feeder.start()
             time.sleep(args.minutes * 60)
-            with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path="/usr/bin/chromium",
-                                                     args=CHROMIUM_ARGS)
-                page = browser.new_page(viewport={"width": 1360, "height": 1000})
-                page.goto(dashboard.url)
-                page.locator("#status.status-live").wait_for()
-                page.select_option("#dead-topic", "email")
+            driver = start_chromium(1360, 1000)
+            try:
+                page = Page(driver)
+                page.open(dashboard.url)
+                page.expect_count("#status.status-live", 1)
+                page.select("#dead-topic", "email")
                 page.fill("#token", TOKEN)
-                page.locator("#dead-list li").first.locator("summary").click()
+                page.click("#dead-list li:first-child summary")
                 time.sleep(2.5)  # two samples, so the rates show
-                page.screenshot(path=args.out, full_page=False)
-                browser.close()
+                page.screenshot(args.out)
+            finally:
+                driver.quit()
             print(f"wrote {args.out}")
             feeder.join()
         finally:

@@ -171,6 +171,28 @@ def test_actions_need_the_bearer_token(redis_url: str, api: TestClient,
     assert len(api.get("/api/topics/jobs/dead").json()["tasks"]) == 1
 
 
+def test_pause_and_resume_a_topic_with_the_token(redis_url: str, api: TestClient) -> None:
+    m = Manager(redis_url)
+    m.enqueue("jobs", {})
+
+    def paused() -> bool:
+        return bool(topic(api.get("/api/state").json(), "jobs")["paused"])
+
+    assert paused() is False
+    response = api.post("/api/topics/jobs/pause", headers=AUTH)
+    assert response.json() == {"topic": "jobs", "paused": True, "changed": True}
+    assert paused() is True and m.stats()["topics"]["jobs"]["paused"] is True
+    assert api.post("/api/topics/jobs/pause", headers=AUTH).json()["changed"] is False
+    assert api.post("/api/topics/jobs/resume").status_code == 401  # no token
+    assert paused() is True
+    assert api.post("/api/topics/jobs/resume", headers=AUTH).json()["changed"] is True
+    assert paused() is False
+    assert api.post("/api/topics/nope/pause", headers=AUTH).status_code == 404
+    with client_for(redis_url) as read_only:
+        assert read_only.post("/api/topics/jobs/pause", headers=AUTH).status_code == 403
+        assert topic(read_only.get("/api/state").json(), "jobs")["paused"] is False
+
+
 @pytest.mark.parametrize(("path", "body", "status", "error"), [
     ("/api/topics/jobs/dead/requeue", {"ids": ["a"], "all": True}, 400,
      'give "ids" (a non-empty list) or "all": true, not both'),

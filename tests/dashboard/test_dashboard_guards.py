@@ -8,7 +8,6 @@ memory growing by anything like 64 MiB (the chart gives the dashboard 128 Mi).
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -159,28 +158,28 @@ def test_allowed_hosts_come_from_the_comma_separated_variable(redis_url: str) ->
         server.stop()
 
 
-def test_a_rebinding_page_in_chromium_reads_nothing(redis_url: str, chromium: Any) -> None:
+def test_a_rebinding_page_in_chromium_reads_nothing(redis_url: str, start_browser: Any) -> None:
     """The browser resolves evil.example to this machine, as after a DNS rebinding: the
     page and its same-origin fetches reach the dashboard with Host evil.example."""
+    from browser import Page
+
     make_secret_dead(redis_url)
     server = Dashboard(redis_url)
-    browser = chromium.browser_type.launch(
-        executable_path=shutil.which("chromium") or shutil.which("chromium-browser"),
-        args=["--headless", "--no-sandbox", "--host-resolver-rules=MAP evil.example 127.0.0.1"])
+    driver = start_browser(800, 600, "--host-resolver-rules=MAP evil.example 127.0.0.1")
     try:
-        page = browser.new_page()
-        response = page.goto(f"http://evil.example:{server.port}/api/topics/jobs/dead")
-        assert response is not None and response.status == 400
-        assert page.inner_text("body") == "Invalid host header"
-        read = page.evaluate("""async () => {
-            const r = await fetch('/api/topics/jobs/dead'); return [r.status, await r.text()];
-        }""")
+        page = Page(driver)
+        driver.get(f"http://evil.example:{server.port}/api/topics/jobs/dead")
+        assert page.evaluate(
+            "performance.getEntriesByType('navigation')[0].responseStatus") == 400
+        assert page.text("body") == "Invalid host header"
+        read = page.evaluate("fetch('/api/topics/jobs/dead').then("
+                             "async (r) => [r.status, await r.text()])")
         assert read == [400, "Invalid host header"]
         # The same browser, through a name the dashboard serves, does read it.
-        page.goto(f"http://localhost:{server.port}/api/topics/jobs/dead")
-        assert SECRET in page.inner_text("body")
+        driver.get(f"http://localhost:{server.port}/api/topics/jobs/dead")
+        assert SECRET in (page.text("body") or "")
     finally:
-        browser.close()
+        driver.quit()
         server.stop()
 
 

@@ -8,6 +8,7 @@ Redis the test machine reaches.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 ENV_KUBECONFIG = "KUBETASKQUEUE_E2E_KUBECONFIG"
@@ -25,4 +26,6 @@ def skip_reason(*needs: str) -> str | None:
     for name in (ENV_KUBECONFIG, *needs):
         if not os.environ.get(name):
             return f"{name} is not set: the e2e suites need a live cluster"
+    if importlib.util.find_spec("kubernetes") is None:
+        return "the official kubernetes client is missing: pip install -e '.[e2e]'"
     return None

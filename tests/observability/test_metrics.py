@@ -127,6 +127,8 @@ def test_worker_http_endpoints_follow_drain_and_redis_outage(own_redis: RedisSer
     worker = pool.start(kubetaskqueue_http_port=port, kubetaskqueue_shutdown_grace_s=30)
     wait_until(lambda: get(f"{base}/readyz") == (200, "ready\n"))
     assert get(f"{base}/healthz") == (200, "ok\n")
+    assert get(f"{base}/nope") == (404, "not found; this port serves /metrics, /healthz, "
+                                        "/readyz\n")
     status, body = get(f"{base}/metrics")
     assert status == 200 and 'kubetaskqueue_worker_slots{state="idle"} 4.0' in body
     assert "kubetaskqueue_queue_tasks" not in body  # queue state is the exporter's job
@@ -155,6 +157,9 @@ def test_exporter_command_serves_queue_state(redis_url: str) -> None:
         body = wait_until(lambda: get(f"http://127.0.0.1:{port}/metrics")[1])
         assert 'kubetaskqueue_queue_tasks{state="input",topic="email"} 3.0' in body
         assert get(f"http://127.0.0.1:{port}/healthz") == (200, "ok\n")
+        for typo in ("/nope", "/", "/metric", "/readyz"):  # no readiness on the exporter
+            assert get(f"http://127.0.0.1:{port}{typo}") == (
+                404, "not found; this port serves /metrics, /healthz\n")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
     finally:

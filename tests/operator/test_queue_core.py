@@ -72,6 +72,25 @@ def test_pool_scales_on_core_state(world: World, url: str) -> None:
     assert world.status["queue"]["scheduledDue"] == 1
 
 
+def test_a_paused_topic_counts_only_its_work(world: World, url: str) -> None:
+    store = store_mod.RedisStore(store_mod.connect(url))
+    assert store.set_paused("email", True, "test")
+    snap = RedisQueueReader()(url, "kubetaskqueue", None)
+    # email: 22 ready + 1 due are not backlog while paused; its 3 in work are. sms counts.
+    assert (snap.input, snap.scheduled_due, snap.work, snap.paused_ready) == (4, 0, 3, 23)
+    world.kube.secrets[(NS, "redis")] = {"url": url}
+    world.add_pods("w-a")
+    world.deps.read_queue = RedisQueueReader()
+    world.body["spec"]["topics"] = ["email"]
+    reconcile(world.deps, pool_ref(world.body), world.body, world.mem)
+    assert world.replicas == 1  # the busy pod stays; nothing is added for the backlog
+    assert world.status["backlog"] == 3
+    assert "(23 ready in paused topics not counted)" in world.condition("Scaling")["message"]
+    store.set_paused("email", False, "test")
+    reconcile(world.deps, pool_ref(world.body), world.body, world.mem)
+    assert world.replicas == 3  # ceil((22 + 1 + 3) / 10) once resumed
+
+
 def limited_url(declare: bool = True) -> str:
     """200 ready tasks in a topic limited to 10/s by a live 8-slot manager; the tasks
     ran 0.4 s on average: ceil(10 x 0.4 / 8) = 1 pod keeps the limit busy."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -39,6 +40,14 @@ class DeadTask:
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
+
+    def decoded_payload(self) -> Any:
+        """The payload as the processor saw it; a stored text that is not JSON (a
+        hand-edited task went dead as malformed) comes back as that text."""
+        try:
+            return json.loads(self.payload)
+        except (ValueError, RecursionError):
+            return self.payload
 
 
 def iter_dead(store: RedisStore, topic: str, error_contains: str | None = None

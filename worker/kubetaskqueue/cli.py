@@ -19,8 +19,9 @@ import click
 from .admin import iter_dead, not_dead, purge_dead, requeue_dead, select_dead
 from .cli_enqueue import enqueue_file, wait_for
 from .cli_schedules import schedules
+from .cli_topics import add_topic_commands, text_table
 from .cluster import REDIS_ERRORS
-from .errors import KubeTaskQueueError, error_line
+from .errors import KubeTaskQueueError, error_line, redis_error_text
 from .keys import PRIORITY_MAX, PRIORITY_MIN
 from .logs import configure_logging
 from .manager import Manager
@@ -45,22 +46,21 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 EPILOG = """\b
 Examples:
-  kubetaskqueue demo --tasks 500
+  kubetaskqueue demo
   kubetaskqueue worker myapp.tasks:manager --num-workers 16
   kubetaskqueue enqueue email '{"to": "a@b.c"}' --retries 5
-  kubetaskqueue enqueue email '{"to": "a@b.c"}' --wait 60   # a smoke test
-  kubetaskqueue enqueue email --file tasks.jsonl   # one JSON payload a line
-  kubetaskqueue stats --json
-  kubetaskqueue schedules
-  kubetaskqueue exporter --http-port 9100
-  kubetaskqueue events --topic email
-  kubetaskqueue dead list email --error Timeout
-  kubetaskqueue dead requeue email --all --dry-run
-  kubetaskqueue task show email 3f2a...   # where one task is; task delete to drop it
+  kubetaskqueue stats
+  kubetaskqueue dead list email
 
-Options also read KUBETASKQUEUE_<NAME> (e.g. KUBETASKQUEUE_REDIS_URL,
-KUBETASKQUEUE_NUM_WORKERS); flags win over the environment.
+Each command's --help shows its own examples. Options also read
+KUBETASKQUEUE_<NAME> (e.g. KUBETASKQUEUE_REDIS_URL, KUBETASKQUEUE_NUM_WORKERS);
+flags win over the environment.
 """
+
+
+def examples(*lines: str) -> str:
+    """A command's epilog: its examples, kept as written (click rewraps text otherwise)."""
+    return "\b\nExamples:\n" + "".join(f"  {line}\n" for line in lines)
 
 
 def _fail(message: str) -> None:
@@ -77,7 +77,7 @@ def runtime_errors(fn: F) -> F:
         except KubeTaskQueueError as exc:
             _fail(str(exc))
         except REDIS_ERRORS as exc:
-            _fail(f"Redis failed: {exc}; is it running? (set KUBETASKQUEUE_REDIS_URL)")
+            _fail(f"Redis failed: {redis_error_text(exc)}")
         except ValueError as exc:
             _fail(str(exc))
     return wrapper  # type: ignore[return-value]
@@ -112,6 +112,18 @@ def _manager(ctx: click.Context) -> Manager:
         raise click.UsageError(str(exc)) from exc
 
 
+def _lasting_manager(ctx: click.Context, command: str) -> Manager:
+    """A manager for a command that changes the queue: refuses memory://, where the change
+    would vanish with this process (a worker elsewhere could never see it)."""
+    manager = _manager(ctx)
+    if manager.settings.redis_url.startswith("memory://"):
+        click.echo(f"error: memory:// is a store inside this one process and vanishes when it "
+                   f"exits, so `{command}` would be lost; use a Redis URL (--redis-url or "
+                   "KUBETASKQUEUE_REDIS_URL)", err=True)
+        sys.exit(EXIT_USAGE)
+    return manager
+
+
 def load_manager(path: str) -> Manager:
     """Import ``module:attr`` (from the current directory too) and check it is a Manager."""
     module_name, _, attr = path.partition(":")
@@ -130,7 +142,11 @@ def load_manager(path: str) -> Manager:
     return obj
 
 
-@cli.command(epilog=EPILOG)
+@cli.command(epilog=examples(
+    "kubetaskqueue worker myapp.tasks:manager --num-workers 16",
+    "kubetaskqueue worker myapp.tasks:manager --burst   # a job: exit once the topics are empty",
+    "kubetaskqueue -v worker myapp.tasks:manager        # log every outcome and traceback",
+))
 @click.argument("app", metavar="MODULE:ATTR")
 @click.option("--num-workers", type=click.IntRange(min=1), default=None,
               envvar="KUBETASKQUEUE_NUM_WORKERS", show_envvar=True,
@@ -184,7 +200,10 @@ def _serve(port: int, registry: CollectorRegistry,
     return start_http_server(port, registry, readiness)
 
 
-@cli.command(epilog=EPILOG)
+@cli.command(epilog=examples(
+    "kubetaskqueue exporter --http-port 9100",
+    "kubetaskqueue exporter --topic email --topic resize",
+))
 @click.option("--http-port", type=click.IntRange(1, 65535), default=9100, show_default=True,
               envvar="KUBETASKQUEUE_HTTP_PORT", show_envvar=True,
               help="Port of /metrics and /healthz")
@@ -210,7 +229,12 @@ def exporter(ctx: click.Context, http_port: int, topics: tuple[str, ...]) -> Non
     stop.wait()
 
 
-@cli.command(epilog=EPILOG)
+@cli.command(epilog=examples(
+    "kubetaskqueue enqueue email '{\"to\": \"a@b.c\"}' --retries 5",
+    "kubetaskqueue enqueue email '{\"to\": \"a@b.c\"}' --delay 60      # runs in a minute",
+    "kubetaskqueue enqueue email '{\"to\": \"a@b.c\"}' --wait 60       # a smoke test",
+    "kubetaskqueue enqueue email --file tasks.jsonl   # one JSON payload a line (- = stdin)",
+))
 @click.argument("topic")
 @click.argument("payload", metavar="[JSON]", required=False)
 @click.option("--file", "lines", type=click.File("r", encoding="utf-8"), default=None,
@@ -247,9 +271,9 @@ def enqueue(ctx: click.Context, topic: str, payload: str | None, lines: IO[str] 
             raise click.UsageError("give one JSON payload or --file PATH, not both")
         if task_id is not None or wait_s is not None:
             raise click.UsageError("--id and --wait take one JSON payload, not --file")
-        enqueue_file(_manager(ctx), topic, lines, num_retries=retries, delay_s=delay,
-                     timeout_s=timeout, as_json=as_json, keep_result_s=keep_result_s,
-                     priority=priority)
+        enqueue_file(_lasting_manager(ctx, "enqueue"), topic, lines, num_retries=retries,
+                     delay_s=delay, timeout_s=timeout, as_json=as_json,
+                     keep_result_s=keep_result_s, priority=priority)
         return
     if payload is None:
         raise click.UsageError("give one JSON payload or --file PATH")
@@ -257,7 +281,7 @@ def enqueue(ctx: click.Context, topic: str, payload: str | None, lines: IO[str] 
         body = json.loads(payload)
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"not valid JSON: {exc}", param_hint="JSON") from exc
-    manager = _manager(ctx)
+    manager = _lasting_manager(ctx, "enqueue")
     task_id = manager.enqueue(topic, body, num_retries=retries, delay_s=delay,
                               timeout_s=timeout, task_id=task_id, keep_result_s=keep_result_s,
                               priority=priority)
@@ -286,8 +310,11 @@ def glossary(columns: tuple[str, ...]) -> str:
     return "\n".join(f"{c:<10} {STATS_GLOSSARY[c]}" for c in columns)
 
 
-@cli.command(epilog=EPILOG, help="Queue sizes and counters per topic, and live managers."
-             "\n\n\b\n" + glossary(STATS_COLUMNS))
+@cli.command(help="Queue sizes and counters per topic, and live managers."
+             "\n\n\b\n" + glossary(STATS_COLUMNS), epilog=examples(
+    "kubetaskqueue stats",
+    "kubetaskqueue stats --json",
+))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output")
 @click.pass_context
 @runtime_errors
@@ -302,17 +329,21 @@ def stats(ctx: click.Context, as_json: bool) -> None:
 def format_stats_table(data: dict[str, Any]) -> str:
     rows = [("topic", *STATS_COLUMNS)]
     rows += [(name, *(str(t[c]) for c in STATS_COLUMNS)) for name, t in data["topics"].items()]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.rjust(w) if i else cell.ljust(w)
-                       for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
-             for row in rows]
+    lines = text_table(rows)
     if not data["topics"]:
         lines.append("(no topics yet)")
     lines.append(f"live managers: {data['managers']}")
+    paused = [name for name, t in data["topics"].items() if t.get("paused")]
+    if paused:
+        lines.append(f"paused (no claims): {', '.join(paused)}")
     return "\n".join(lines)
 
 
-@cli.command(epilog=EPILOG)
+@cli.command(epilog=examples(
+    "kubetaskqueue events --topic email",
+    "kubetaskqueue events --json --from-start      # what Redis still holds, then live",
+    "kubetaskqueue events --stats-interval 0       # task events only",
+))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object a line")
 @click.option("--topic", "topics", multiple=True,
               help="Only these topics (repeatable) [default: all, including new ones]")
@@ -348,12 +379,19 @@ def format_event(event: Event) -> str:
     return f"{stamp} {event.type} {who}{attempt}{detail}"
 
 
-@cli.group(epilog=EPILOG)
+@cli.group(epilog=examples(
+    "kubetaskqueue dead list email --error Timeout",
+    "kubetaskqueue dead requeue email --all --dry-run",
+    "kubetaskqueue dead purge email 4f6b0c2e9a7d4e1b8c3a5d7f9e1b2c4d",
+))
 def dead() -> None:
     """Inspect, requeue or purge dead tasks (failed after all retries)."""
 
 
-@dead.command("list")
+@dead.command("list", epilog=examples(
+    "kubetaskqueue dead list email",
+    "kubetaskqueue dead list email --error Timeout --json",
+))
 @click.argument("topic")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object a line")
 @click.option("--error", "error_contains", default=None, metavar="SUBSTRING",
@@ -366,7 +404,7 @@ def dead_list(ctx: click.Context, topic: str, as_json: bool, error_contains: str
     for task in iter_dead(_manager(ctx).store, topic, error_contains):
         count += 1
         if as_json:
-            click.echo(json.dumps(task.as_dict()))
+            click.echo(json.dumps({**task.as_dict(), "payload": task.decoded_payload()}))
         else:
             click.echo(f"{task.id}  attempts={task.attempts}  {error_line(task.last_error)}  "
                        f"payload={task.payload}")
@@ -387,7 +425,11 @@ def _report_skipped(topic: str, missing: dict[str, str]) -> None:
               + ", ".join(f"{task_id} ({state})" for task_id, state in missing.items()))
 
 
-@dead.command("requeue")
+@dead.command("requeue", epilog=examples(
+    "kubetaskqueue dead requeue email --all --dry-run   # how many would move",
+    "kubetaskqueue dead requeue email --all --error Timeout",
+    "kubetaskqueue dead requeue email 4f6b0c2e9a7d4e1b8c3a5d7f9e1b2c4d",
+))
 @click.argument("topic")
 @click.argument("ids", nargs=-1, metavar="[ID]...")
 @click.option("--all", "all_", is_flag=True, help="Every dead task of TOPIC")
@@ -400,7 +442,7 @@ def dead_requeue(ctx: click.Context, topic: str, ids: tuple[str, ...], all_: boo
                  error_contains: str | None, dry_run: bool) -> None:
     """Move dead tasks back to input with a fresh retry budget. Given ids that are not
     dead are named (with where they are instead) and make the exit code 1."""
-    store = _manager(ctx).store
+    store = _lasting_manager(ctx, "dead requeue").store
     selection = _selection(ids, all_)
     missing = not_dead(store, topic, list(ids))
     chosen = select_dead(store, topic, selection, error_contains)
@@ -409,7 +451,10 @@ def dead_requeue(ctx: click.Context, topic: str, ids: tuple[str, ...], all_: boo
     _report_skipped(topic, missing)
 
 
-@dead.command("purge")
+@dead.command("purge", epilog=examples(
+    "kubetaskqueue dead purge email 4f6b0c2e9a7d4e1b8c3a5d7f9e1b2c4d",
+    "kubetaskqueue dead purge email --all --dry-run",
+))
 @click.argument("topic")
 @click.argument("ids", nargs=-1, metavar="[ID]...")
 @click.option("--all", "all_", is_flag=True, help="Every dead task of TOPIC")
@@ -420,7 +465,7 @@ def dead_purge(ctx: click.Context, topic: str, ids: tuple[str, ...], all_: bool,
                dry_run: bool) -> None:
     """Delete dead tasks for good. Given ids that are not dead are named (with where
     they are instead) and make the exit code 1."""
-    store = _manager(ctx).store
+    store = _lasting_manager(ctx, "dead purge").store
     selection = _selection(ids, all_)
     missing = not_dead(store, topic, list(ids))
     chosen = select_dead(store, topic, selection, None)
@@ -429,7 +474,10 @@ def dead_purge(ctx: click.Context, topic: str, ids: tuple[str, ...], all_: bool,
     _report_skipped(topic, missing)
 
 
-@cli.command(epilog=EPILOG)
+@cli.command(epilog=examples(
+    "kubetaskqueue demo",
+    "kubetaskqueue demo --tasks 3000",
+))
 @click.option("--tasks", type=click.IntRange(min=1), default=300, show_default=True,
               help="How many tasks to run")
 @runtime_errors
@@ -448,12 +496,11 @@ def demo(tasks: int) -> None:
         click.echo(f"dead in {topic}: {count} x {reason}")
 
 
-@cli.command(epilog="""\b
-Examples:
-  kubetaskqueue dashboard --host 127.0.0.1      # then open http://127.0.0.1:8080/
-  KUBETASKQUEUE_DASHBOARD_TOKEN=$(openssl rand -hex 32) \\
-    kubetaskqueue dashboard --allow-actions
-""")
+@cli.command(epilog=examples(
+    "kubetaskqueue dashboard --host 127.0.0.1      # then open http://127.0.0.1:8080/",
+    "KUBETASKQUEUE_DASHBOARD_TOKEN=$(openssl rand -hex 32) \\",
+    "  kubetaskqueue dashboard --allow-actions",
+))
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True,
               envvar="KUBETASKQUEUE_DASHBOARD_PORT", show_envvar=True, help="Port of the page")
 @click.option("--host", default="127.0.0.1", show_default=True,
@@ -491,6 +538,7 @@ def dashboard(ctx: click.Context, port: int, host: str, allowed_hosts: tuple[str
 
 
 cli.add_command(schedules)
+add_topic_commands(cli, _manager, runtime_errors)
 from . import cli_tasks  # noqa: E402, F401  (registers `task show|delete` on `cli`)
 
 

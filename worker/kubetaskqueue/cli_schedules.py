@@ -12,7 +12,8 @@ from .schedules import ScheduleView, read_schedules
 COLUMNS = ("name", "topic", "rule", "last fire", "next fire", "managers")
 
 
-@click.command()
+@click.command(epilog="\b\nExamples:\n  kubetaskqueue schedules\n"
+               "  kubetaskqueue schedules --json\n")
 @click.option("--json", "as_json", is_flag=True, help='Print {"schedules": [...]}')
 @click.pass_context
 def schedules(ctx: click.Context, as_json: bool) -> None:

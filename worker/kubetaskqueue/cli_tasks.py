@@ -11,19 +11,25 @@ import time
 
 import click
 
-from .cli import EPILOG, _fail, _manager, cli, runtime_errors
+from .cli import _fail, _lasting_manager, _manager, cli, examples, runtime_errors
 from .task_info import TaskInfo
 
 _UNKNOWN = ("never enqueued, deleted, or finished (a finished task stays only with "
             "--keep-result, for that long)")
 
 
-@cli.group(epilog=EPILOG)
+@cli.group(epilog=examples(
+    "kubetaskqueue task show email 4f6b0c2e9a7d4e1b8c3a5d7f9e1b2c4d",
+    "kubetaskqueue task delete email 4f6b0c2e9a7d4e1b8c3a5d7f9e1b2c4d",
+))
 def task() -> None:
     """Look up or delete one task by its id."""
 
 
-@task.command("show")
+@task.command("show", epilog=examples(
+    "kubetaskqueue task show email 4f6b0c2e9a7d4e1b8c3a5d7f9e1b2c4d",
+    "kubetaskqueue task show email 4f6b0c2e9a7d4e1b8c3a5d7f9e1b2c4d --json",
+))
 @click.argument("topic")
 @click.argument("task_id", metavar="ID")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object")
@@ -39,7 +45,9 @@ def task_show(ctx: click.Context, topic: str, task_id: str, as_json: bool) -> No
     click.echo(json.dumps(info.as_dict()) if as_json else format_task(info))
 
 
-@task.command("delete")
+@task.command("delete", epilog=examples(
+    "kubetaskqueue task delete email 4f6b0c2e9a7d4e1b8c3a5d7f9e1b2c4d",
+))
 @click.argument("topic")
 @click.argument("task_id", metavar="ID")
 @click.pass_context
@@ -51,7 +59,7 @@ def task_delete(ctx: click.Context, topic: str, task_id: str) -> None:
     it (`task show` names it); the task then goes back to input, where this command
     can take it before another worker claims it.
     """
-    manager = _manager(ctx)
+    manager = _lasting_manager(ctx, "task delete")
     if manager.delete(topic, task_id):
         click.echo(f"deleted {task_id}")
         return

@@ -66,3 +66,14 @@ SCHEDULE_CHECK_IN_S = 1.0
 # (a rollback, a restart after every manager was down) its fire times begin after the
 # last check-in of any other definition, else after its last fire.
 SCHEDULE_LIVE_S = 10.0
+# Back-pressure: enqueues are refused once a topic holds this many tasks in input +
+# scheduled (0 = unlimited; a topic's workers may declare their own), or once Redis
+# uses this share of its maxmemory (0 = off): with noeviction a full Redis refuses
+# every write, the acks of finished tasks too, so producers must stop first.
+MAX_QUEUED = 0
+MAX_MEMORY_SHARE = 0.9
+# How long a producer trusts its last INFO memory reading (one round trip per period).
+MEMORY_CHECK_INTERVAL_S = 1.0
+# How long a producer trusts its list of topics live managers serve (for the
+# warning about enqueues to a topic nobody serves).
+SERVED_TOPICS_TTL_S = 30.0

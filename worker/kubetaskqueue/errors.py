@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import redis
+from redis.exceptions import RedisClusterException
+
 
 def error_line(text: str) -> str:
     """The line that says what went wrong: the last non-blank line of a traceback."""
     lines = text.strip().splitlines()
     return lines[-1] if lines else ""
+
+
+def redis_error_text(exc: Exception) -> str:
+    """A Redis error with the hint that fits it: one that cannot reach the server asks
+    whether it runs; a refused login or command (DB index out of range) speaks for itself."""
+    if isinstance(exc, redis.AuthenticationError):
+        return f"{exc} (check the user and password in the URL)"
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError | RedisClusterException):
+        return f"{exc}; is it running? (set KUBETASKQUEUE_REDIS_URL)"
+    return str(exc)
 
 
 class KubeTaskQueueError(Exception):
@@ -23,6 +36,11 @@ class PayloadError(KubeTaskQueueError, ValueError):
 
 class DuplicateTaskError(KubeTaskQueueError, ValueError):
     """A task with the requested id already exists; nothing was written."""
+
+
+class QueueFullError(KubeTaskQueueError):
+    """An enqueue was refused for back-pressure: the topic holds ``max_queued`` tasks, or
+    Redis memory is past ``max_memory_share`` of maxmemory. Nothing was written; retry later."""
 
 
 class RedisUnavailableError(KubeTaskQueueError):

@@ -6,14 +6,17 @@ see exactly what happened and the hot path pays no extra round trip. A stream
 rather than pub/sub: a watcher that reconnects resumes where it was, and a
 dashboard can show the last minutes right after it opens. Managers add
 MANAGER_START / MANAGER_STOP to ``<ns>:{managers}:events``; MANAGER_STATS is
-made by the watcher itself every ``stats_interval_s`` (as in the seed).
+made by the watcher itself every ``stats_interval_s``. A watcher of several
+streams yields their events merged by time, so a replay reads as one timeline.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -31,6 +34,7 @@ TASK_EVENTS = ("TASK_ENQUEUE", "TASK_START", "TASK_RETRY", "TASK_COMPLETION", "T
 MANAGER_EVENTS = ("MANAGER_START", "MANAGER_STOP", "MANAGER_STATS")
 
 _MANAGER_EVENTS_MAX_LEN = 1000
+READ_COUNT = 500  # entries read per stream and round trip
 _DISCOVERY_INTERVAL_S = 2.0  # how soon a watcher of all topics notices a new one
 
 
@@ -99,6 +103,7 @@ def watch(client: Client, namespace: str, topics: Iterable[str] | None = None, *
         follow(name, start)
     discovered_since = start  # topics known at the first look; later ones from their start
     outage = _Outage()
+    merge = _TimeMerge()
     next_stats = next_discovery = time.monotonic()
     while True:
         try:
@@ -112,16 +117,59 @@ def watch(client: Client, namespace: str, topics: Iterable[str] | None = None, *
             if stats_interval_s is not None and now >= next_stats:
                 state = read_queue_state(client, namespace, None if follow_all else names)
                 next_stats = now + stats_interval_s
-                yield Event(type="MANAGER_STATS", time=state.redis_time, stats=state.as_stats())
-            replies = read_streams(client, cursors, block_s, count=500)
+                merge.add("", [Event(type="MANAGER_STATS", time=state.redis_time,
+                                     stats=state.as_stats())], more=False)
+            replies = read_streams(client, cursors, block_s, count=READ_COUNT)
             outage.over()
         except REDIS_ERRORS as exc:
             time.sleep(outage.failed(exc))
             continue
+        merge.read_round({stream for stream, _ in replies})
         for stream, entries in replies:
-            for entry_id, fields in entries:
-                cursors[stream] = entry_id
-                yield _parse(stream, entry_id, fields, topics_by_stream)
+            if entries:
+                cursors[stream] = entries[-1][0]
+            merge.add(stream, [_parse(stream, entry_id, fields, topics_by_stream)
+                               for entry_id, fields in entries],
+                      more=len(entries) >= READ_COUNT)
+        yield from merge.ready()
+
+
+class _TimeMerge:
+    """Events of several streams in time order, as they are read.
+
+    XREAD returns at most READ_COUNT entries per stream, so a replay reads a busy
+    stream a page at a time. An event is held back until every stream whose last
+    page was full (it may hold earlier events not read yet) has been read past its
+    time; each stream's own events keep their order.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, deque[Event]] = {}
+        self._unread_after: dict[str, float] = {}  # stream -> time of its last event read
+
+    def read_round(self, streams_with_entries: set[str]) -> None:
+        """After a read: a stream it returned nothing for has no unread events left."""
+        for stream in [s for s in self._unread_after if s not in streams_with_entries]:
+            del self._unread_after[stream]
+
+    def add(self, stream: str, events: list[Event], more: bool) -> None:
+        self._pending.setdefault(stream, deque()).extend(events)
+        if more and events:
+            self._unread_after[stream] = events[-1].time
+        else:
+            self._unread_after.pop(stream, None)
+
+    def ready(self) -> Iterator[Event]:
+        """Pop the events that no unread one can precede, oldest first."""
+        horizon = min(self._unread_after.values(), default=math.inf)
+        while True:
+            heads = [(queue[0].time, stream) for stream, queue in self._pending.items() if queue]
+            if not heads:
+                return
+            at, stream = min(heads)
+            if at > horizon:
+                return
+            yield self._pending[stream].popleft()
 
 
 class _Outage:

@@ -29,11 +29,15 @@ class _QuietHandler(WSGIRequestHandler):
 
 def health_app(registry: CollectorRegistry,
                readiness: Callable[[], tuple[bool, str]] | None) -> Callable[..., Iterable[bytes]]:
-    """WSGI app: /healthz never touches Redis; /readyz asks ``readiness``; else metrics."""
+    """WSGI app: /metrics; /healthz never touches Redis; /readyz asks ``readiness``;
+    any other path is 404 (a typo must not look like a working endpoint)."""
     metrics_app = make_wsgi_app(registry)
+    paths = _paths(readiness is not None)
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
+        if path == "/metrics":
+            return metrics_app(environ, start_response)  # type: ignore[no-any-return]
         if path == "/healthz":
             start_response("200 OK", [("Content-Type", "text/plain")])
             return [b"ok\n"]
@@ -42,9 +46,14 @@ def health_app(registry: CollectorRegistry,
             start_response("200 OK" if ready else "503 Service Unavailable",
                            [("Content-Type", "text/plain")])
             return [f"{reason}\n".encode()]
-        return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [f"not found; this port serves {paths}\n".encode()]
 
     return app
+
+
+def _paths(with_readiness: bool) -> str:
+    return "/metrics, /healthz, /readyz" if with_readiness else "/metrics, /healthz"
 
 
 def start_http_server(port: int, registry: CollectorRegistry,
@@ -55,7 +64,7 @@ def start_http_server(port: int, registry: CollectorRegistry,
     A port that cannot be bound raises ConfigError: a worker without /healthz and
     /readyz would fail its probes with no clear cause. Port 0 binds any free port.
     """
-    paths = "/metrics, /healthz, /readyz" if readiness else "/metrics, /healthz"
+    paths = _paths(readiness is not None)
     try:
         server = make_server(host, port, health_app(registry, readiness),
                              server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)

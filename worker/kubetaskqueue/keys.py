@@ -24,6 +24,9 @@ its own tag. Nothing else in the code builds key names.
 |                                  |      | dead_dropped (oldest dead tasks deleted by    |
 |                                  |      | the retention)                                |
 | ``<ns>:{<topic>}:events``        | stream | recent task events (capped, see events.py)  |
+| ``<ns>:{<topic>}:controls``      | hash | what humans and workers set on the topic:     |
+|                                  |      | paused (pause time), max_queued (declared by  |
+|                                  |      | the topic's workers)                          |
 | ``<ns>:{<topic>}:task:<id>``     | hash | one task: see TASK_FIELDS; after success it   |
 |                                  |      | stays (state done) keep_result_s, if set      |
 | ``<ns>:{<topic>}:done:<id>``     | list | "the result is kept": wakes result waiters;   |
@@ -138,6 +141,10 @@ class TopicKeys:
     @property
     def events(self) -> str:
         return f"{self.prefix}:events"
+
+    @property
+    def controls(self) -> str:
+        return f"{self.prefix}:controls"
 
     @property
     def task_prefix(self) -> str:

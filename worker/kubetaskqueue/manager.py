@@ -15,8 +15,15 @@ from typing import Any, TypeVar, get_args
 
 from . import defaults
 from .backoff import Backoff, default_backoff
+from .backpressure import MemoryGuard
 from .cluster import REDIS_ERRORS
-from .errors import ConfigError, KubeTaskQueueError, PayloadError, RedisUnavailableError
+from .errors import (
+    ConfigError,
+    KubeTaskQueueError,
+    PayloadError,
+    RedisUnavailableError,
+    redis_error_text,
+)
 from .events import Event, awatch, publish_manager_event, watch
 from .isolation import Isolation, reference
 from .keys import PRIORITY_MAX, PRIORITY_MIN, check_topic
@@ -31,6 +38,7 @@ from .settings import Settings
 from .store import NewTask, RedisStore, connect, redact_url
 from .task import Task
 from .task_info import TaskInfo, delete_task, lookup_task
+from .topics import ServedTopicsCheck
 
 log = logging.getLogger("kubetaskqueue")
 
@@ -48,15 +56,19 @@ class Manager:
                  lease_ttl_s: float | None = None, poll_interval_s: float | None = None,
                  shutdown_grace_s: float | None = None, namespace: str | None = None,
                  backoff: Backoff | None = None, max_payload_bytes: int | None = None,
-                 dead_max_tasks: int | None = None, dead_ttl_s: float | None = None) -> None:
+                 dead_max_tasks: int | None = None, dead_ttl_s: float | None = None,
+                 max_queued: int | None = None) -> None:
         self._overrides: dict[str, Any] = {}
         self._store: RedisStore | None = None
+        self._memory: MemoryGuard  # these two are made with the store
+        self._served_check: ServedTopicsCheck
         self._runner: Runner | None = None
         self._scheduler: Scheduler | None = None
         self.configure(redis_url=redis_url, num_workers=num_workers, lease_ttl_s=lease_ttl_s,
                        poll_interval_s=poll_interval_s, shutdown_grace_s=shutdown_grace_s,
                        namespace=namespace, max_payload_bytes=max_payload_bytes,
-                       dead_max_tasks=dead_max_tasks, dead_ttl_s=dead_ttl_s)
+                       dead_max_tasks=dead_max_tasks, dead_ttl_s=dead_ttl_s,
+                       max_queued=max_queued)
         self.backoff: Backoff = backoff or default_backoff
         self.id = ""
         self._processors: dict[str, Processor] = {}
@@ -87,18 +99,22 @@ class Manager:
                              socket_timeout_s=self.settings.poll_interval_s + 5.0)
             self._store = RedisStore(client, self.settings.namespace,
                                      self.settings.events_max_len, self.settings.dead_max_tasks,
-                                     self.settings.dead_ttl_s)
+                                     self.settings.dead_ttl_s, self.settings.max_queued)
+            self._memory = MemoryGuard(client, self.settings.max_memory_share)
+            self._served_check = ServedTopicsCheck(client, self.settings.namespace)
         return self._store
 
     # -- topics ------------------------------------------------------------------
 
     def register(self, topic: str, processor: Callable[[Task], Any], *,
                  timeout_s: float | None = None, isolation: Isolation = "thread",
-                 rate_limit: str | None = None) -> None:
+                 max_queued: int | None = None, rate_limit: str | None = None) -> None:
         """Register the one processor of ``topic``.
 
         ``isolation="process"`` runs a sync processor in a child process (one per busy
         slot, reused): for C calls that hold the GIL, hard timeouts, crash containment.
+        ``max_queued`` (0 = unlimited) is published to Redis when the manager starts and
+        then bounds every producer's enqueues to the topic, overriding their own setting.
         ``rate_limit="N/s"`` (``/m``, ``/h``): at most N starts per period across every
         manager of the topic (ratelimit.py; the lowest declared limit wins).
         """
@@ -107,6 +123,10 @@ class Manager:
             raise KubeTaskQueueError(f"topic {topic!r} already has a processor")
         if timeout_s is not None and timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
+        if max_queued is not None and (not isinstance(max_queued, int)
+                                       or isinstance(max_queued, bool) or max_queued < 0):
+            raise ValueError(f"max_queued must be an int >= 0 (0 = unlimited), "
+                             f"got {max_queued!r}")
         if isolation not in get_args(Isolation):
             raise ValueError(f"isolation must be 'thread' or 'process', got {isolation!r}")
         limit = None if rate_limit is None else RateLimit.parse(rate_limit)
@@ -119,15 +139,16 @@ class Manager:
                     f"processor of topic {topic!r} is async def: isolation='process' runs "
                     "sync processors only; make it a plain def (or keep isolation='thread')")
             reference(processor, topic)  # a lambda or nested function fails now, not at start
-        self._processors[topic] = Processor(processor, timeout_s, is_async, isolation, limit)
+        self._processors[topic] = Processor(processor, timeout_s, is_async, isolation,
+                                            max_queued, limit)
 
     def processor(self, topic: str, timeout_s: float | None = None,
-                  isolation: Isolation = "thread",
+                  isolation: Isolation = "thread", max_queued: int | None = None,
                   rate_limit: str | None = None) -> Callable[[F], F]:
         """Decorator form of :meth:`register`."""
         def decorate(fn: F) -> F:
             self.register(topic, fn, timeout_s=timeout_s, isolation=isolation,
-                          rate_limit=rate_limit)
+                          max_queued=max_queued, rate_limit=rate_limit)
             return fn
         return decorate
 
@@ -183,6 +204,8 @@ class Manager:
         """Enqueue a batch in one round trip; all or nothing. Returns the ids in order.
 
         ``priority``: an int from -100 to 100; higher runs first, FIFO within one priority.
+        Raises QueueFullError (nothing written) when the batch would take the topic past
+        its ``max_queued``, or Redis memory is over ``max_memory_share`` of maxmemory.
         """
         check_topic(topic)
         _check_retries(num_retries)
@@ -202,9 +225,13 @@ class Manager:
                          priority)
                  for i, body in zip(ids, encoded, strict=True)]
         try:
-            self.store.enqueue(topic, tasks)
+            store = self.store  # connecting may fail too
+            self._memory.check(store.keys(topic).input)
+            store.enqueue(topic, tasks)
         except REDIS_ERRORS as exc:
             raise _unavailable(self.settings.redis_url, exc) from exc
+        if topic not in self._processors:  # this manager will serve its own topics
+            self._served_check.enqueued(topic)
         return ids
 
     def _encode(self, topic: str, payload: Any) -> str:
@@ -221,6 +248,25 @@ class Manager:
                 "and enqueue a reference"
             )
         return body
+
+    # -- controls ------------------------------------------------------------------
+
+    def pause(self, topic: str) -> bool:
+        """Stop every manager claiming from ``topic`` (enqueues still go in, in-flight
+        tasks finish, due tasks still become ready). False if it was paused already."""
+        return self._set_paused(topic, True)
+
+    def resume(self, topic: str) -> bool:
+        """Let managers claim from ``topic`` again; idle ones wake at once. False if it
+        was not paused."""
+        return self._set_paused(topic, False)
+
+    def _set_paused(self, topic: str, paused: bool) -> bool:
+        check_topic(topic)
+        try:
+            return self.store.set_paused(topic, paused, f"by {self.settings.pod_name}")
+        except REDIS_ERRORS as exc:
+            raise _unavailable(self.settings.redis_url, exc) from exc
 
     # -- running -------------------------------------------------------------------
 
@@ -362,7 +408,7 @@ class Manager:
 
     def stats(self) -> dict[str, Any]:
         """``{"topics": {topic: {input, scheduled, work, dead, enqueued, started, retried,
-        failed, completed, dead_dropped}}, "managers": n}``"""
+        failed, completed, dead_dropped, paused}}, "managers": n}``"""
         try:
             return read_queue_state(self.store.client, self.settings.namespace).as_stats()
         except REDIS_ERRORS as exc:
@@ -437,6 +483,4 @@ def _check_ids(ids: list[str], count: int) -> None:
 
 
 def _unavailable(url: str, exc: Exception) -> RedisUnavailableError:
-    return RedisUnavailableError(
-        f"Redis at {redact_url(url)} failed: {exc}; is it running? (set KUBETASKQUEUE_REDIS_URL)"
-    )
+    return RedisUnavailableError(f"Redis at {redact_url(url)} failed: {redis_error_text(exc)}")

@@ -142,12 +142,17 @@ class QueueStateCollector(Collector):
             "Age of the oldest task in the dead queue (0 when empty).", labels=["topic"])
         events = CounterMetricFamily(
             "kubetaskqueue_queue_events",
-            "Cluster-wide task events per topic, kept in Redis (the stats counters): "
+            "Cluster-wide task events per topic, counted in Redis (the stats counters): "
             "enqueued, started (attempts), retried, failed (no retries left: moved to dead), "
             "completed, lost (worker losses: runs again without spending a retry, or dead "
             "as poison), fenced (late results refused), dead_dropped (oldest dead tasks "
             "deleted by dead_max_tasks / dead_ttl_s).", labels=["topic", "event"])
+        paused = GaugeMetricFamily(
+            "kubetaskqueue_queue_paused",
+            "1 while the topic is paused (no manager claims from it), else 0.",
+            labels=["topic"])
         for topic, t in sorted(state.topics.items()):
+            paused.add_metric([topic], 1 if t.paused else 0)
             for name in QUEUE_STATES:
                 tasks.add_metric([topic, name], getattr(t, name))
             for event in STAT_FIELDS:
@@ -156,4 +161,4 @@ class QueueStateCollector(Collector):
             dead_oldest.add_metric([topic], t.oldest_dead_age_s or 0.0)
         managers = GaugeMetricFamily("kubetaskqueue_managers", "Live managers (worker pods).")
         managers.add_metric([], len(state.managers))
-        yield from (tasks, oldest, dead_oldest, events, managers)
+        yield from (tasks, oldest, dead_oldest, events, paused, managers)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import defaults
 from .cluster import Client
 from .keys import STAT_FIELDS, manager_key, managers_key, topics_key
-from .store import RedisStore
+from .store import RedisStore, TopicControls
 
 
 @dataclass(frozen=True)
@@ -32,8 +32,13 @@ class TopicState:
     oldest_ready_age_s: float | None  # None when nothing is ready
     oldest_dead_age_s: float | None
     counters: dict[str, int] = field(default_factory=dict)
+    controls: TopicControls = field(default_factory=TopicControls)
     rate_limit: TopicRateLimit | None = None  # None: never limited
     mean_run_s: float | None = None  # moving average of successful attempts' run time
+
+    @property
+    def paused(self) -> bool:
+        return self.controls.paused
 
 
 @dataclass(frozen=True)
@@ -53,13 +58,16 @@ class QueueState:
     redis_time: float
 
     def as_stats(self) -> dict[str, Any]:
-        """The `stats --json` shape: per topic the four states and five counters (the
-        olivere/taskqueue keys; README's glossary says what each counts)."""
-        topics = {}
+        """The `stats --json` shape: per topic the four states, five counters (the
+        olivere/taskqueue keys; README's glossary says what each counts), dead_dropped
+        and whether it is paused."""
+        topics: dict[str, dict[str, Any]] = {}
         for name, t in sorted(self.topics.items()):
-            row = {"input": t.input, "scheduled": t.scheduled, "work": t.work, "dead": t.dead}
+            row: dict[str, Any] = {"input": t.input, "scheduled": t.scheduled, "work": t.work,
+                                   "dead": t.dead}
             # lost and fenced are in the exporter's metrics only: the shape stays the original's.
             row.update({c: t.counters.get(c, 0) for c in STAT_FIELDS if c not in EXTRA_COUNTERS})
+            row["paused"] = t.paused
             topics[name] = row
         return {"topics": topics, "managers": len(self.managers)}
 
@@ -81,8 +89,8 @@ def read_topic_state(store: RedisStore, topic: str) -> tuple[float, TopicState]:
         limit = TopicRateLimit(text, 1.0 / float(interval),
                                int(slots) if str(slots).isdigit() else 1, in_force == "1")
     state = TopicState(int(inp), int(sched), int(due), int(work), int(dead),
-                       _age(now, oldest), _age(now, dead_oldest), counters, limit,
-                       float(mean) if _positive(mean, allow_zero=True) else None)
+                       _age(now, oldest), _age(now, dead_oldest), counters, rate_limit=limit,
+                       mean_run_s=float(mean) if _positive(mean, allow_zero=True) else None)
     return now, state
 
 
@@ -123,6 +131,15 @@ def known_topics(client: Client, namespace: str) -> list[str]:
     return sorted(str(t) for t in client.smembers(topics_key(namespace)))
 
 
+def served_topics(managers: Iterable[ManagerInfo]) -> dict[str, list[ManagerInfo]]:
+    """Topic -> the live managers serving it."""
+    served: dict[str, list[ManagerInfo]] = {}
+    for manager in managers:
+        for topic in manager.topics:
+            served.setdefault(topic, []).append(manager)
+    return served
+
+
 def read_queue_state(client: Client, namespace: str = defaults.NAMESPACE,
                      topics: Iterable[str] | None = None) -> QueueState:
     """Counts per state for ``topics`` (None = every topic ever enqueued to) and live managers."""
@@ -132,6 +149,8 @@ def read_queue_state(client: Client, namespace: str = defaults.NAMESPACE,
     now = 0.0
     for name in names:
         now, states[name] = read_topic_state(store, name)
+    for name, controls in store.read_controls(names).items():
+        states[name] = replace(states[name], controls=controls)
     if not names:
         secs, micros = client.time()
         now = secs + micros / 1e6

@@ -58,6 +58,7 @@ class Processor:
     timeout_s: float | None
     is_async: bool
     isolation: Isolation = "thread"
+    max_queued: int | None = None  # the topic's enqueue limit, published at start
     rate_limit: RateLimit | None = None
 
 
@@ -280,11 +281,14 @@ class Runner:
                 return
 
     def _check_redis_config(self) -> None:
-        """Refuse to work against a Redis that may evict tasks, and declare this manager's
-        rate limits before its first claim; wait while Redis is down."""
+        """Refuse to work against a Redis that may evict tasks, publish the topics'
+        max_queued (for every producer) and declare this manager's rate limits before its
+        first claim; wait while Redis is down."""
         while not self._stopping.is_set():
             try:
                 warning = self.store.check_eviction_policy()
+                for topic, processor in self.processors.items():
+                    self.store.declare_max_queued(topic, processor.max_queued)
                 self._limits.renew()
                 self.redis.success()
                 if warning:
@@ -313,12 +317,14 @@ class Runner:
         return claimed, next_due
 
     def _nothing_left(self) -> bool:
-        """Burst mode ends when this manager's topics have nothing ready, scheduled or in flight."""
+        """Burst mode ends when this manager's topics have nothing ready, scheduled or in
+        flight; a paused topic's queued tasks cannot be claimed, so they do not count."""
         if self.busy:
             return False
+        controls = self.store.read_controls(self.topics)
         for topic in self.topics:
             _, inp, sched, _, work, *_ = self.store.inspect(topic)
-            if int(inp) or int(sched) or int(work):
+            if int(work) or (not controls[topic].paused and (int(inp) or int(sched))):
                 return False
         return True
 
@@ -569,10 +575,18 @@ def _log_outcome(topic: str, task_id: str, attempt_no: int, result: str, outcome
                     "refused (another attempt owns it)", task_id, topic)
     elif outcome.retry_delay_s is not None and result == "retried":
         log.info("task %s of %r asked to retry in %.3fs", task_id, topic, outcome.retry_delay_s)
-    elif result == "failed":
-        log.error("task %s of %r failed (attempt %d, no retries left; moved to dead): %s",
-                  task_id, topic, attempt_no, error_line(outcome.error or ""))
     else:
-        log.warning("task %s of %r: attempt %d errored (retried): %s", task_id, topic,
-                    attempt_no, error_line(outcome.error or ""))
+        failed = result == "failed"  # no retries left: moved to dead
+        error = (outcome.error or "").strip()
+        message = error_line(error)
+        # The traceback under that line: once when the task goes dead (as RQ and Celery log
+        # it), and for every errored attempt with -v (debug).
+        if error != message and (failed or log.isEnabledFor(logging.DEBUG)):
+            message += "\n" + error
+        if failed:
+            log.error("task %s of %r failed (attempt %d, no retries left; moved to dead): %s",
+                      task_id, topic, attempt_no, message)
+        else:
+            log.warning("task %s of %r: attempt %d errored (retried): %s", task_id, topic,
+                        attempt_no, message)
 

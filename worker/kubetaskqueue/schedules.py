@@ -172,13 +172,17 @@ class Scheduler:
                 schedule.topic, schedule.name, schedule.definition, fire, cursor or "",
                 missed, defaults.SCHEDULE_LIVE_S)
             self._clock = (now, time.monotonic())
-            if fire is not None and status in ("fired", "exists"):
+            if fire is not None and status in ("fired", "exists", "full"):
                 self._fired(schedule, fire[0], missed, status)
                 return
             if schedule.rule.latest_at_or_before(now) <= float(self._cursors[schedule.name]):
                 return  # nothing due (or another manager fired it)
 
     def _fired(self, schedule: Schedule, fire_at: float, missed: int, status: str) -> None:
+        if status == "full":
+            log.warning("schedule %r: topic %r is full (max_queued); the fire of %s is "
+                        "skipped", schedule.name, schedule.topic, iso_utc(fire_at))
+            return
         if status == "exists":
             log.warning("schedule %r: task %s already existed (enqueued by hand?); it counts "
                         "as the fire of %s", schedule.name, schedule.task_id(fire_at),

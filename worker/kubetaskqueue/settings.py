@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     http_port: Annotated[int, Field(ge=0, le=65535)] = defaults.HTTP_PORT
     child_max_tasks: Annotated[int, Field(ge=0)] = defaults.CHILD_MAX_TASKS
     burst_redis_wait_s: Annotated[float, Field(gt=0)] = defaults.BURST_REDIS_WAIT_S
+    max_queued: Annotated[int, Field(ge=0)] = defaults.MAX_QUEUED
+    max_memory_share: Annotated[float, Field(ge=0, le=1)] = defaults.MAX_MEMORY_SHARE
     pod_name: str = Field(default_factory=_pod_name)
 
     @model_validator(mode="before")

@@ -23,7 +23,7 @@ from redis.sentinel import Sentinel
 from . import defaults
 from .cluster import SCHEMES as CLUSTER_SCHEMES
 from .cluster import Client, WakeFanOut, connect_cluster
-from .errors import ConfigError, DuplicateTaskError
+from .errors import ConfigError, DuplicateTaskError, QueueFullError
 from .keys import TopicKeys, manager_key, managers_key, topics_key
 
 _memory_servers: dict[str, Any] = {}
@@ -166,6 +166,14 @@ def _load_scripts() -> dict[str, str]:
 _SCRIPTS = _load_scripts()
 
 
+def _seconds(raw: str) -> float:
+    """A time field; one edited by hand to a non-number still reads (as 0)."""
+    try:
+        return float(raw)
+    except ValueError:
+        return 0.0
+
+
 def _flat(leases: list[tuple[str, str]]) -> list[str]:
     """(id, token) pairs as the id, token, id, token... argument list the scripts read."""
     return [part for lease in leases for part in lease]
@@ -189,6 +197,18 @@ class Claimed:
 
 
 @dataclass(frozen=True)
+class TopicControls:
+    """What is set on a topic (its controls hash)."""
+
+    paused_at: float | None = None  # Redis time of the pause; None = not paused
+    max_queued: int | None = None  # declared by the topic's workers; None = not declared
+
+    @property
+    def paused(self) -> bool:
+        return self.paused_at is not None
+
+
+@dataclass(frozen=True)
 class NewTask:
     id: str
     payload_json: str
@@ -203,7 +223,8 @@ class RedisStore:
     def __init__(self, client: Client, namespace: str = defaults.NAMESPACE,
                  events_max_len: int = defaults.EVENTS_MAX_LEN,
                  dead_max_tasks: int = defaults.DEAD_MAX_TASKS,
-                 dead_ttl_s: float = defaults.DEAD_TTL_S) -> None:
+                 dead_ttl_s: float = defaults.DEAD_TTL_S,
+                 max_queued: int = defaults.MAX_QUEUED) -> None:
         self.client = client
         self.namespace = namespace
         self._listed_topics: set[str] = set()  # already in the topics set
@@ -212,7 +233,8 @@ class RedisStore:
         # Constants in the script text rather than arguments of every call.
         head = (f"local EVENTS_MAX_LEN = {int(events_max_len)}\n"
                 f"local DEAD_MAX_TASKS, DEAD_TTL_S = {int(dead_max_tasks)}, {float(dead_ttl_s)!r}\n"
-                f"local DEAD_TRIM_PER_DEATH = {defaults.DEAD_TRIM_PER_DEATH}\n")
+                f"local DEAD_TRIM_PER_DEATH = {defaults.DEAD_TRIM_PER_DEATH}\n"
+                f"local MAX_QUEUED = {int(max_queued)}\n")
         self._scripts = {name: client.register_script(head + src)
                          for name, src in _SCRIPTS.items()}
 
@@ -255,12 +277,21 @@ class RedisStore:
     # -- producer ----------------------------------------------------------
 
     def enqueue(self, topic: str, tasks: list[NewTask]) -> None:
-        result = self._run("enqueue", *self._enqueue_call(topic, tasks))
+        try:
+            result = self._run("enqueue", *self._enqueue_call(topic, tasks))
+        except redis.exceptions.OutOfMemoryError as exc:
+            raise QueueFullError(
+                f"Redis refused the enqueue to topic {topic!r}: it reached maxmemory ({exc}); "
+                "nothing was enqueued") from exc
         if int(result[0]) == 0:
             raise DuplicateTaskError(
                 f"task id {result[1]!r} already exists in topic {topic!r}; nothing was enqueued"
             )
-        self._list_topic(topic)
+        if int(result[0]) == -1:
+            raise QueueFullError(
+                f"topic {topic!r} is full: {result[1]} task(s) queued (input + scheduled), "
+                f"{len(tasks)} more would pass max_queued {result[2]}; nothing was enqueued")
+        self._list_topic(topic, new_counters=bool(int(result[1])))
 
     def _enqueue_call(self, topic: str, tasks: list[NewTask]) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of enqueue.lua (fire_schedule.lua takes them too)."""
@@ -271,12 +302,13 @@ class RedisStore:
             keep = "" if t.keep_result_s is None else repr(float(t.keep_result_s))
             args += [t.id, t.payload_json, t.num_retries, timeout, repr(float(t.delay_s)), keep,
                      t.priority]
-        return [k.input, k.scheduled, k.wake, k.stats, k.events], args
+        return [k.input, k.scheduled, k.wake, k.stats, k.controls, k.legacy_input, k.events], args
 
-    def _list_topic(self, topic: str) -> None:
+    def _list_topic(self, topic: str, new_counters: bool) -> None:
         # The topics set lives in another cluster slot than the topic, so it cannot
-        # join the script; once per topic and process is enough for listing it.
-        if topic not in self._listed_topics:
+        # join the script; once per topic and process is enough for listing it, and
+        # again when the script saw the topic's counters new (it was dropped meanwhile).
+        if topic not in self._listed_topics or new_counters:
             self.client.sadd(topics_key(self.namespace), topic)
             self._listed_topics.add(topic)
 
@@ -293,7 +325,7 @@ class RedisStore:
                  missed, live_s]
         status, cursor, now = self._run("fire_schedule", keys, args)
         if status == "fired":
-            self._list_topic(topic)
+            self._list_topic(topic, new_counters=False)
         return str(status), str(cursor), float(now)
 
     # -- worker ------------------------------------------------------------
@@ -306,7 +338,7 @@ class RedisStore:
         k = self.keys(topic)
         next_due, rows = self._run(
             "claim", [k.input, k.legacy_input, k.scheduled, k.work, k.stats, k.dead, k.rate,
-                      k.events],
+                      k.controls, k.events],
             [k.task_prefix, max_count, lease_ttl_s, owner, defaults.PROMOTE_LIMIT],
         )
         due_in = float(next_due)
@@ -406,6 +438,52 @@ class RedisStore:
             return fan_out.wait(timeout_s)
         # BLPOP's timeout resolution is 0.01 s on Redis >= 6; 0 would mean forever.
         return self.client.blpop(wake_keys, timeout=max(0.01, timeout_s)) is not None
+
+    # -- topic controls ------------------------------------------------------
+
+    def set_paused(self, topic: str, paused: bool, who: str) -> bool:
+        """Pause or resume claims from ``topic``; False when it already was so."""
+        k = self.keys(topic)
+        changed = bool(self._run("pause", [k.controls, k.wake, k.events],
+                                 ["1" if paused else "0", who]))
+        self.client.sadd(topics_key(self.namespace), topic)  # a topic paused first is listed
+        return changed
+
+    def declare_max_queued(self, topic: str, limit: int | None) -> None:
+        """Publish the topic's own enqueue limit (None: none, producers' setting applies)."""
+        controls = self.keys(topic).controls
+        if limit is None:
+            self.client.hdel(controls, "max_queued")
+        else:
+            self.client.hset(controls, "max_queued", limit)
+
+    def read_controls(self, topics: list[str]) -> dict[str, TopicControls]:
+        """Each topic's controls, in one pipelined round trip."""
+        if not topics:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for topic in topics:
+            pipe.hmget(self.keys(topic).controls, ["paused", "max_queued"])
+        result = {}
+        for topic, (paused, limit) in zip(topics, pipe.execute(), strict=True):
+            result[topic] = TopicControls(
+                paused_at=None if paused is None else _seconds(paused),
+                max_queued=int(limit) if limit is not None and str(limit).isdigit() else None)
+        return result
+
+    def drop(self, topic: str) -> bool:
+        """Delete an empty topic's keys and unlist it; False (nothing changed) if not empty."""
+        k = self.keys(topic)
+        listing = topics_key(self.namespace)
+        # Unlisted first: an enqueue racing the drop either makes the script refuse (and
+        # the topic is listed again here) or comes after it and lists the topic itself.
+        self.client.srem(listing, topic)
+        dropped = bool(self._run("drop", [k.input, k.scheduled, k.work, k.dead, k.legacy_input,
+                                          k.wake, k.stats, k.controls, k.rate, k.events], []))
+        if not dropped:
+            self.client.sadd(listing, topic)
+        self._listed_topics.discard(topic)
+        return dropped
 
     # -- managers registry ---------------------------------------------------
 

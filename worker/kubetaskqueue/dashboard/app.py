@@ -9,6 +9,7 @@
 - ``POST /api/topics/{topic}/dead/requeue`` and ``.../dead/purge``: body
   ``{"ids": [...]}`` or ``{"all": true}``, optionally ``"error": TEXT`` (only
   tasks whose error contains it) and ``"dry_run": true`` (count only)
+- ``POST /api/topics/{topic}/pause`` and ``.../resume``: stop or restart claims
 - ``GET /healthz``: ``ok``
 
 Actions need ``--allow-actions`` and ``Authorization: Bearer <token>``. Every
@@ -204,6 +205,15 @@ def create_app(client: Client, namespace: str, *, allow_actions: bool = False,
                                  "dry_run": dry_run})
         return endpoint
 
+    def pause_action(paused: bool) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> Response:
+            check_token(request)
+            topic = await run_in_threadpool(topic_of, request)
+            who = f"from the dashboard ({request.client.host if request.client else '?'})"
+            changed = await run_in_threadpool(store.set_paused, topic, paused, who)
+            return JSONResponse({"topic": topic, "paused": paused, "changed": changed})
+        return endpoint
+
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")
 
@@ -238,6 +248,8 @@ def create_app(client: Client, namespace: str, *, allow_actions: bool = False,
               methods=["POST"]),
         Route("/api/topics/{topic}/dead/purge", dead_action("purge", purge_dead),
               methods=["POST"]),
+        Route("/api/topics/{topic}/pause", pause_action(True), methods=["POST"]),
+        Route("/api/topics/{topic}/resume", pause_action(False), methods=["POST"]),
         Mount("/static", StaticFiles(packages=[(__package__ or "", "static")])),
     ]
     handlers: dict[Any, Callable[[Request, Exception], Any]] = {

@@ -113,6 +113,7 @@ class LiveState:
                     "scheduled_due": t.scheduled_due, "work": t.work, "dead": t.dead,
                     "oldest_ready_age_s": t.oldest_ready_age_s,
                     "oldest_dead_age_s": t.oldest_dead_age_s,
+                    "paused": t.paused, "max_queued": t.controls.max_queued,
                     "counters": t.counters,
                     "rates_per_s": self.rates.update(name, now, t.counters),
                     "completions_per_min": self.throughput.series(name, now),

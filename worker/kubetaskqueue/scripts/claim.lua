@@ -1,6 +1,7 @@
 -- claim: promote due scheduled tasks, then lease up to `max` ready tasks, highest
--- priority first, as many as the topic's rate limit lets start now.
--- KEYS: 1 input, 2 legacy input, 3 scheduled, 4 work, 5 stats, 6 dead, 7 rate, 8 events
+-- priority first, as many as the topic's rate limit lets start now (none if paused).
+-- KEYS: 1 input, 2 legacy input, 3 scheduled, 4 work, 5 stats, 6 dead, 7 rate, 8 controls,
+--       9 events
 -- ARGV: 1 task key prefix, 2 max, 3 lease ttl seconds, 4 owner (manager id), 5 promote limit
 -- Returns {seconds until this topic may have more to claim (the next scheduled task
 -- is due, or the rate limit's next token if ready tasks wait for it), or -1; claimed}
@@ -20,6 +21,12 @@ local input, legacy, scheduled, work, stats, rate = KEYS[1], KEYS[2], KEYS[3], K
 
 -- Gates: everything that holds a claim back is decided here, before any task is read.
 local max = tonumber(ARGV[2])
+-- Paused: nothing is leased (in-flight tasks go on; resuming wakes the idle managers),
+-- but due tasks still become ready, and the next due time keeps promotion going.
+local paused = redis.call('HEXISTS', KEYS[8], 'paused') == 1
+if paused then
+  max = 0
+end
 local limit, relimit = nil, nil  -- the rate limit in force; its new state if one lapsed
 local r = redis.call('HMGET', rate, 'interval', 'burst', 'tat', 'lapse')
 if r[4] then
@@ -36,7 +43,7 @@ if r[4] then
   end
 end
 local base = now
-if limit then
+if limit and not paused then
   local tokens
   tokens, base = tokens_at(limit, now)
   max = math.min(max, tokens)
@@ -150,7 +157,7 @@ end
 -- When to claim again: a dropped id leaves room now; ready tasks the limit held back
 -- wait for its next token; else the next scheduled task.
 local again = nil
-if limit then
+if limit and not paused then
   local tat = base + #claimed * limit.interval
   if #claimed > 0 then
     redis.call('HSET', rate, 'tat', fmt(tat))

@@ -1,11 +1,25 @@
 -- enqueue: store new tasks and make them ready (or scheduled when delayed).
--- KEYS: 1 input, 2 scheduled, 3 wake, 4 stats, 5 events
+-- KEYS: 1 input, 2 scheduled, 3 wake, 4 stats, 5 controls, 6 legacy input, 7 events
 -- ARGV: 1 task key prefix, 2 topic, 3 count n,
 --       then n groups of 7: id, payload JSON, num_retries, timeout_s ('' = none), delay_s,
 --       keep_result_s ('' = none: the hash gets the field only when set),
 --       priority (an integer, -100..100, checked by the caller)
--- Returns {1} on success, {0, id} when a task with that id exists (nothing written).
+-- MAX_QUEUED (a line store.py puts before the prelude) is this producer's limit.
+-- Returns {1, 1 if the topic's counters are new (list it) else 0} on success,
+-- {0, id} when a task with that id exists, {-1, queued, limit} when the batch would
+-- take input + scheduled past the topic's limit (nothing written in either case).
 local prefix, topic, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
+-- Back-pressure: the limit the topic's workers declared, else this producer's (0 = none).
+local controls = redis.call('HMGET', KEYS[5], 'paused', 'max_queued')
+local limit = tonumber(controls[2]) or MAX_QUEUED
+if limit > 0 then
+  -- The one count of input here (with what an older version left in its list).
+  local queued = redis.call('ZCARD', KEYS[1]) + redis.call('LLEN', KEYS[6])
+    + redis.call('ZCARD', KEYS[2])
+  if queued + n > limit then
+    return {-1, queued, limit}
+  end
+end
 for i = 0, n - 1 do
   local id = ARGV[4 + i * 7]
   if read_task('EXISTS', prefix .. id) == 1 then
@@ -35,6 +49,9 @@ for i = 0, n - 1 do
   emit('TASK_ENQUEUE', id, 0, now, delay > 0 and ('due in ' .. fmt(delay) .. 's') or '')
 end
 zadd_all(KEYS[1], ready)
-wake_managers(KEYS[3], n)
-redis.call('HINCRBY', KEYS[4], 'enqueued', n)
-return {1}
+-- A paused topic's managers would wake only to claim nothing.
+if not controls[1] then
+  wake_managers(KEYS[3], n)
+end
+local enqueued = redis.call('HINCRBY', KEYS[4], 'enqueued', n)
+return {1, enqueued == n and 1 or 0}

@@ -16,7 +16,8 @@
 -- missed time once).
 -- Returns {status, cursor, now}: 'fired'; 'checked' (nothing due); 'stale' (the cursor is
 -- not the caller's: nothing written, recompute); 'exists' (a task with the fire time's id
--- is there already, enqueued by hand: it counts as the fire).
+-- is there already, enqueued by hand: it counts as the fire); 'full' (the topic is at
+-- max_queued: the fire time passes without a task).
 local n = #ARGV
 local state, def, fire_arg, expected, missed, live_s =
   ARGV[n - 5], ARGV[n - 4], ARGV[n - 3], ARGV[n - 2], ARGV[n - 1], tonumber(ARGV[n])
@@ -44,7 +45,9 @@ if fire_arg ~= '' then
   end
   local fire_at = tonumber(fire_arg)
   if fire_at > cursor and fire_at <= now then
-    status = enqueue()[1] == 1 and 'fired' or 'exists'
+    -- 'full': the topic is at max_queued; this fire time is skipped, not retried.
+    local r = enqueue()
+    status = (r[1] == 1 and 'fired') or (r[1] == -1 and 'full') or 'exists'
     redis.call('HSET', state, 'last_fire', fmt(fire_at), 'last_missed', missed)
     last, cursor = fire_at, fire_at
   end

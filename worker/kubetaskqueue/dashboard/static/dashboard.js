@@ -106,6 +106,7 @@ function renderTopics(state) {
     if (t.dead > 0) deadCell.classList.add("has-dead");
     const row = el("tr", { class: "selectable", dataset: { topic: t.name } },
       cell("name", t.name, ""),
+      stateCell(t),
       cell("input", t.input),
       cell("scheduled", t.scheduled),
       cell("work", t.work),
@@ -124,6 +125,38 @@ function renderTopics(state) {
   });
   $("topics").tBodies[0].replaceChildren(...rows);
   $("topics-empty").hidden = topics.length > 0;
+}
+
+function stateCell(topic) {
+  const td = el("td", { dataset: { col: "state" } }, topic.paused
+    ? el("span", { class: "pill paused", title: "no manager claims from it; enqueues still go in" },
+      "paused")
+    : el("span", { class: "muted" }, "active"));
+  if (ui.info.actions_enabled) {
+    const pause = !topic.paused;
+    td.append(" ", el("button", {
+      type: "button", class: pause ? "pause-topic" : "resume-topic",
+      onclick: (event) => { event.stopPropagation(); setPaused(topic.name, pause); },
+    }, pause ? "Pause" : "Resume"));
+  }
+  return td;
+}
+
+async function setPaused(topic, pause) {
+  const verb = pause ? "pause" : "resume";
+  if (pause && !(await confirmDialog(`Pause topic "${topic}"? No manager claims from it until ` +
+    "it is resumed; enqueues still go in and tasks in work finish.", "Pause"))) {
+    return;
+  }
+  const message = $("topics-message");
+  try {
+    await postJson(`/api/topics/${encodeURIComponent(topic)}/${verb}`, {});
+    message.textContent = `${pause ? "paused" : "resumed"} topic "${topic}"`;
+    message.classList.remove("error");
+  } catch (err) {
+    message.textContent = `${verb} failed: ${err.message}`;
+    message.classList.add("error");
+  }
 }
 
 function renderManagers(managers) {
@@ -321,9 +354,13 @@ function confirmDialog(text, okLabel) {
 }
 
 async function post(action, topic, body) {
+  return postJson(deadUrl(topic, `/${action}`), body);
+}
+
+async function postJson(url, body) {
   const token = $("token").value.trim();
   sessionStorage.setItem("kubetaskqueue-token", token);
-  const response = await fetch(deadUrl(topic, `/${action}`), {
+  const response = await fetch(url, {
     method: "POST",
     headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
     body: JSON.stringify(body),

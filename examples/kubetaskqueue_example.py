@@ -1,0 +1,1 @@
+../charts/kubetaskqueue/files/kubetaskqueue_example.py
