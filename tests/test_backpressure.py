@@ -85,9 +85,9 @@ def test_register_checks_max_queued() -> None:
                        max_queued=bad)  # type: ignore[arg-type]
 
 
-def test_cli_enqueue_to_a_full_topic_exits_1_with_one_line(any_url: str) -> None:
+def test_cli_enqueue_to_a_full_topic_exits_1_with_one_line(redis_url: str) -> None:
     def enqueue() -> tuple[int, str]:
-        result = CliRunner().invoke(cli, ["--redis-url", any_url, "enqueue", "bp", "{}"],
+        result = CliRunner().invoke(cli, ["--redis-url", redis_url, "enqueue", "bp", "{}"],
                                     env={"KUBETASKQUEUE_MAX_QUEUED": "1"})
         return result.exit_code, result.stderr
 
@@ -179,3 +179,20 @@ def test_a_worker_processes_the_backlog_a_full_topic_holds(any_url: str) -> None
     m.run(burst=True)
     m.enqueue_many("jobs", [4, 5, 6])  # drained: room again
     assert sorted(done) == [1, 2, 3]
+
+
+def test_a_redis_that_denies_info_leaves_enqueues_unchecked(
+        own_redis: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    """Managed Redis services may deny INFO (an ACL, a renamed command): the check turns
+    off with one warning; any other refusal is the enqueue's own error."""
+    admin = redis.Redis(port=own_redis.port)
+    admin.execute_command("ACL", "SETUSER", "producer", "on", ">pw", "~*", "&*", "+@all",
+                          "-info")
+    m = Manager(f"redis://producer:pw@127.0.0.1:{own_redis.port}/0")
+    m.enqueue("jobs", 1)
+    m.enqueue("jobs", 2)
+    assert m.stats()["topics"]["jobs"]["input"] == 2
+    warnings = [r.getMessage() for r in caplog.records if "INFO memory" in r.getMessage()]
+    assert len(warnings) == 1 and "not checked against maxmemory" in warnings[0]
+    with pytest.raises(KubeTaskQueueError, match="DB index is out of range"):
+        Manager(f"redis://127.0.0.1:{own_redis.port}/99").enqueue("jobs", 3)

@@ -57,7 +57,9 @@ class MemoryGuard:
             try:
                 info = (self._client.info("memory") if node is None else
                         self._client.info("memory", target_nodes=node))
-            except redis.ResponseError as exc:  # INFO renamed or denied (some managed Redis)
+            except redis.ResponseError as exc:
+                if not _info_unavailable(exc):
+                    raise  # e.g. a bad DB index: the enqueue would fail the same way
                 log.warning("cannot read Redis INFO memory (%s): enqueues are not checked "
                             "against maxmemory", exc)
                 self._off = True
@@ -71,6 +73,12 @@ class MemoryGuard:
                 f"{_mib(limit)}), over max_memory_share {self._max_share:.0%}: enqueues are "
                 "refused so finished tasks can still be recorded; nothing was enqueued "
                 "(drain or purge queues, or raise maxmemory)")
+
+
+def _info_unavailable(exc: redis.ResponseError) -> bool:
+    """INFO renamed away or denied by an ACL, as some managed Redis services do."""
+    return isinstance(exc, redis.exceptions.NoPermissionError) or (
+        "unknown command" in str(exc).lower())
 
 
 def _mib(n: int) -> str:

@@ -538,7 +538,7 @@ def dashboard(ctx: click.Context, port: int, host: str, allowed_hosts: tuple[str
 
 
 cli.add_command(schedules)
-add_topic_commands(cli, _manager, runtime_errors)
+add_topic_commands(cli, _manager, _lasting_manager, examples, runtime_errors)
 from . import cli_tasks  # noqa: E402, F401  (registers `task show|delete` on `cli`)
 
 

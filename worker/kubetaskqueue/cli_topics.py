@@ -1,7 +1,8 @@
 """`kubetaskqueue pause|resume TOPIC`, `kubetaskqueue topics [drop TOPIC]`.
 
-cli.py hands in how it makes a producer Manager and its error wrapper, so the
-commands share its options and exit codes without an import cycle.
+cli.py hands in how it makes a producer Manager (one for reading, one for changes,
+which refuses memory://), its epilog helper and its error wrapper, so the commands
+share its options and exit codes without an import cycle.
 """
 
 from __future__ import annotations
@@ -18,47 +19,44 @@ from .topics import TopicRow, drop_topic, list_topics
 
 Wrapper = Callable[[Callable[..., Any]], Callable[..., Any]]
 
-EPILOG = """\b
-Examples:
-  kubetaskqueue pause email      # managers stop claiming; enqueues still go in
-  kubetaskqueue resume email     # idle managers wake at once
-  kubetaskqueue topics --json
-  kubetaskqueue topics drop emial
-"""
-
 TOPIC_COLUMNS = ("paused", "max_queued", "managers", "input", "scheduled", "work", "dead")
 
 
 def add_topic_commands(group: click.Group, manager_of: Callable[[click.Context], Manager],
-                       runtime_errors: Wrapper) -> None:
+                       changing_manager_of: Callable[[click.Context, str], Manager],
+                       examples: Callable[..., str], runtime_errors: Wrapper) -> None:
     """Add pause, resume and topics to the ``kubetaskqueue`` command group."""
 
-    @group.command(epilog=EPILOG)
+    @group.command(epilog=examples(
+        "kubetaskqueue pause email      # managers stop claiming; enqueues still go in"))
     @click.argument("topic")
     @click.pass_context
     @runtime_errors
     def pause(ctx: click.Context, topic: str) -> None:
         """Stop every manager claiming from TOPIC: enqueues still go in, in-flight tasks
         finish, delayed tasks still become ready."""
-        manager = manager_of(ctx)
+        manager = changing_manager_of(ctx, "pause")
         new = _note_unknown(manager, topic)
         if manager.pause(topic):
             click.echo(f"paused topic {topic!r}{new}; `kubetaskqueue resume {topic}` undoes it")
         else:
             click.echo(f"topic {topic!r} was already paused")
 
-    @group.command(epilog=EPILOG)
+    @group.command(epilog=examples(
+        "kubetaskqueue resume email     # idle managers wake at once"))
     @click.argument("topic")
     @click.pass_context
     @runtime_errors
     def resume(ctx: click.Context, topic: str) -> None:
         """Let managers claim from TOPIC again (idle ones wake at once)."""
-        if manager_of(ctx).resume(topic):
+        if changing_manager_of(ctx, "resume").resume(topic):
             click.echo(f"resumed topic {topic!r}")
         else:
             click.echo(f"topic {topic!r} was not paused")
 
-    @group.group(epilog=EPILOG, invoke_without_command=True)
+    @group.group(epilog=examples("kubetaskqueue topics", "kubetaskqueue topics --json",
+                                 "kubetaskqueue topics drop emial"),
+                 invoke_without_command=True)
     @click.option("--json", "as_json", is_flag=True, help="A JSON list, one object a topic")
     @click.pass_context
     @runtime_errors
@@ -74,14 +72,14 @@ def add_topic_commands(group: click.Group, manager_of: Callable[[click.Context],
         else:
             click.echo(format_topics_table(rows))
 
-    @topics.command("drop")
+    @topics.command("drop", epilog=examples("kubetaskqueue topics drop emial"))
     @click.argument("topic")
     @click.pass_context
     @runtime_errors
     def drop(ctx: click.Context, topic: str) -> None:
         """Forget TOPIC (its counters, events, pause and limit): only an empty topic that
         no live manager serves."""
-        drop_topic(manager_of(ctx).store, topic)
+        drop_topic(changing_manager_of(ctx, "topics drop").store, topic)
         click.echo(f"dropped topic {topic!r}")
 
 
