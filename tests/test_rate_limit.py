@@ -176,12 +176,15 @@ def test_a_declaration_lapses_without_its_heartbeat_and_withdraws_at_stop(
     assert limit_of(store) == ("3/m", False)
 
 
-def test_the_mean_run_time_follows_the_acks(store: RedisStore) -> None:
-    store.enqueue(TOPIC, tasks(4))
-    _, rows = store.claim(TOPIC, 4, 30.0, "w-1-aaaaaaaa")
+def test_the_mean_run_time_follows_the_acks_of_a_limited_topic(store: RedisStore) -> None:
+    store.enqueue(TOPIC, tasks(6))
+    _, rows = store.claim(TOPIC, 6, 30.0, "w-1-aaaaaaaa")
+    store.ack_many(TOPIC, [(r.id, r.token) for r in rows[4:]], run_s=1.0)
+    assert read_queue_state(store.client, topics=[TOPIC]).topics[TOPIC].mean_run_s is None
+    declare(store, "w-1-aaaaaaaa", "1000/s")  # only a rate-limited topic keeps it
     store.ack_many(TOPIC, [(r.id, r.token) for r in rows[:2]], run_s=1.0)  # 0.5 s each
     assert read_queue_state(store.client, topics=[TOPIC]).topics[TOPIC].mean_run_s == 0.5
-    store.ack_many(TOPIC, [(r.id, r.token) for r in rows[2:]], run_s=5.0)  # 2.5 s each
+    store.ack_many(TOPIC, [(r.id, r.token) for r in rows[2:4]], run_s=5.0)  # 2.5 s each
     mean = read_queue_state(store.client, topics=[TOPIC]).topics[TOPIC].mean_run_s
     assert mean == pytest.approx(0.5 + (1 - 0.95**2) * 2.0, abs=1e-6)
 

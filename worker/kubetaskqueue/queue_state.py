@@ -35,6 +35,7 @@ class TopicState:
     controls: TopicControls = field(default_factory=TopicControls)
     rate_limit: TopicRateLimit | None = None  # None: never limited
     mean_run_s: float | None = None  # moving average of successful attempts' run time
+    # (kept for topics that have or had a rate limit)
 
     @property
     def paused(self) -> bool:

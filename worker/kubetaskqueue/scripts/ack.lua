@@ -49,13 +49,15 @@ end
 if #refused > 0 then
   redis.call('HINCRBY', KEYS[2], 'fenced', #refused)
 end
--- A moving average of run time, each task weighing 5 %: the operator sizes a
--- rate-limited topic's pods by it.
+-- A moving average of run time, each task weighing 5 %, for topics that have (or had)
+-- a rate limit: the operator sizes their pods by it.
 local n, ran = (#ARGV - 3) / 3, tonumber(ARGV[3])
 if n > 0 and ran and ran >= 0 then
-  local mean = tonumber(redis.call('HGET', KEYS[3], 'mean_run_s'))
-  local batch = ran / n
-  mean = mean and mean + (1 - 0.95 ^ n) * (batch - mean) or batch
-  redis.call('HSET', KEYS[3], 'mean_run_s', fmt(mean))
+  local r = redis.call('HMGET', KEYS[3], 'limit', 'mean_run_s')
+  if r[1] then
+    local mean, batch = tonumber(r[2]), ran / n
+    mean = mean and mean + (1 - 0.95 ^ n) * (batch - mean) or batch
+    redis.call('HSET', KEYS[3], 'mean_run_s', fmt(mean))
+  end
 end
 return refused
