@@ -89,6 +89,14 @@ end
 -- The score at which a task of priority `p` joins `input` (O(log n)).
 local function join_score(input, p, front)
   local mid = -p * PRIORITY_BAND
+  if not front then
+    -- Usually `p` is the lowest priority queued (all at 0, say): its band ends the set.
+    local last = redis.call('ZREVRANGE', input, 0, 0, 'WITHSCORES')
+    if not last[2] then return mid end
+    local score = tonumber(last[2])
+    if band_of(score) == -p then return score + 1 end
+    if band_of(score) < -p then return mid end  -- only higher priorities are queued
+  end
   local lo, hi = score_text(mid - PRIORITY_BAND / 2), score_text(mid + PRIORITY_BAND / 2 - 1)
   local edge
   if front then
