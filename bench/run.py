@@ -148,11 +148,14 @@ class Bench:
         return out
 
     def _ktq_state(self) -> dict[str, int]:
-        """Tasks left in input/scheduled/work/dead after a run (all must be 0)."""
+        """Tasks left in input/scheduled/work/dead after a run (all must be 0); input is the
+        ``ready`` sorted set (and the list older versions kept it in)."""
         c = self.redis.client
+        keys = {"input": ("ready", "input"), "scheduled": ("scheduled",), "work": ("work",),
+                "dead": ("dead",)}
         return {kind: int(sum((c.llen(k) if c.type(k) == "list" else c.zcard(k))
-                              for k in c.scan_iter(f"kubetaskqueue:*{kind}*")))
-                for kind in ("input", "scheduled", "work", "dead")}
+                              for name in names for k in c.scan_iter(f"kubetaskqueue:*:{name}")))
+                for kind, names in keys.items()}
 
     def latency_and_idle(self, peer: Peer) -> dict[str, Any]:
         self.redis.flush()

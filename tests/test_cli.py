@@ -199,7 +199,7 @@ def stored(url: str, topic: str) -> list[dict[str, str]]:
     """The hashes of TOPIC's ready tasks in queue order, then of its scheduled ones."""
     r = redis.Redis.from_url(url, decode_responses=True)
     keys = TopicKeys("kubetaskqueue", topic)
-    ids = r.lrange(keys.input, 0, -1) + r.zrange(keys.scheduled, 0, -1)
+    ids = r.zrange(keys.input, 0, -1) + r.zrange(keys.scheduled, 0, -1)
     pipe = r.pipeline()
     for task_id in ids:
         pipe.hgetall(keys.task(task_id))

@@ -184,7 +184,7 @@ def test_no_child_outlives_its_worker(redis_url: str, tmp_path: Path, sig: int) 
         proc.wait()
     if sig == signal.SIGTERM:
         r = redis.Redis.from_url(redis_url)
-        assert r.llen(Manager(redis_url).store.keys("isolated").input) == 1  # released
+        assert r.zcard(Manager(redis_url).store.keys("isolated").input) == 1  # released
 
 
 def test_processors_a_child_cannot_import_are_refused(redis_url: str) -> None:

@@ -218,7 +218,7 @@ def test_stop_releases_unfinished_tasks_without_counting_attempt(any_url: str) -
     stats = m.stats()["topics"]["t"]
     assert (stats["input"], stats["work"], stats["completed"]) == (2, 0, 0)
     attempts = [m.store.client.hget(m.store.keys("t").task(i), "attempts")
-                for i in m.store.client.lrange(m.store.keys("t").input, 0, -1)]
+                for i in m.store.client.zrange(m.store.keys("t").input, 0, -1)]
     assert attempts == ["0", "0"]
 
 

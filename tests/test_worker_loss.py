@@ -41,7 +41,7 @@ def test_an_expired_lease_requeues_without_spending_a_retry(store: RedisStore) -
     store.enqueue(TOPIC, [new("a", retries=0)])
     store.claim(TOPIC, 1, 0.01, "w-1-aaaaaaaa")
     assert reap_expired(store, 3) == (1, 0)
-    assert store.client.lrange(store.keys(TOPIC).input, 0, -1) == ["a"]
+    assert store.client.zrange(store.keys(TOPIC).input, 0, -1) == ["a"]
     assert (field(store, "a", "attempts"), field(store, "a", "losses")) == ("0", "1")
     assert field(store, "a", "owner") == ""
     c = counters(store)
@@ -104,7 +104,7 @@ def test_releasing_a_lost_manager_frees_only_its_leases_and_fences_it(store: Red
     store.claim(TOPIC, 1, 30, "w-10-bbbbbbbb")
     reason = "pod w-1 OOMKilled (exit 137)"
     assert release_lost_managers(store.client, NS, [TOPIC], ["w-1-aaaaaaaa"], reason) == (2, 0)
-    assert sorted(store.client.lrange(store.keys(TOPIC).input, 0, -1)) == ["a", "b"]
+    assert sorted(store.client.zrange(store.keys(TOPIC).input, 0, -1)) == ["a", "b"]
     assert field(store, "a", "last_error") == reason
     assert field(store, "c", "owner") == "w-10-bbbbbbbb"  # the other pod keeps its task
     state = read_queue_state(store.client, NS, [TOPIC]).topics[TOPIC]
@@ -158,4 +158,4 @@ def test_a_hand_edited_counter_does_not_strand_a_lost_task(store: RedisStore, na
     store.claim(TOPIC, 1, 0.01, "w-1-aaaaaaaa")
     store.client.hset(store.keys(TOPIC).task("a"), name, "not a number")
     wait_until(lambda: store.reap(TOPIC, 3) == (1, 0), 5, what="the lease to expire and be reaped")
-    assert store.client.lrange(store.keys(TOPIC).input, 0, -1) == ["a"]
+    assert store.client.zrange(store.keys(TOPIC).input, 0, -1) == ["a"]

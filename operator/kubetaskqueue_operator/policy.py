@@ -4,6 +4,9 @@ No kopf, no Kubernetes, no Redis here: every input is a value, so the whole
 behaviour is covered by unit and property tests (tests/operator/test_policy*.py).
 
     need      = ceil((input + scheduled_due + work) / targetTasksPerReplica)
+                a rate-limited topic's backlog counts up to limit pods x target, where
+                limit pods = ceil(rate x mean run time / slots per pod): more pods
+                could not start its tasks any sooner
                 (a paused topic's input and scheduled_due are not counted: nobody claims them)
     need      = max(need, 1, busy pods)      when any task is in work
     need      = 0                            from 0 replicas while backlog < activationTasks
@@ -59,6 +62,22 @@ class ScalePolicy:
 
 
 @dataclass(frozen=True)
+class RateLimited:
+    """A topic of the pool under a rate limit, whose backlog is part of Observation's."""
+
+    backlog: int  # its input + scheduled_due + work
+    rate_per_s: float  # starts the limit lets through per second
+    mean_run_s: float  # mean run time of its tasks
+    slots_per_pod: int  # task slots of one worker pod
+
+    @property
+    def pods(self) -> int:
+        """Pods that keep the limit busy: ceil(rate x mean run time / slots), at least 1."""
+        busy_slots = self.rate_per_s * self.mean_run_s / max(1, self.slots_per_pod)
+        return max(1, math.ceil(round(busy_slots, 9)))  # 10 x 0.3 / 3 is not 1.0000000000000002
+
+
+@dataclass(frozen=True)
 class Observation:
     """Queue counts summed over the pool's topics, and how many target pods are busy."""
 
@@ -69,10 +88,17 @@ class Observation:
     dead: int = 0
     busy_pods: int = 0  # target pods whose manager holds at least one task
     paused_ready: int = 0  # ready tasks of paused topics: left out of input and backlog
+    rate_limited: tuple[RateLimited, ...] = ()  # the rate-limited topics among them
 
     @property
     def backlog(self) -> int:
         return self.input + self.scheduled_due + self.work
+
+    def counted_backlog(self, per_replica: int) -> int:
+        """The backlog more pods could work off: a rate-limited topic's tasks beyond what
+        its limit pods carry wait for tokens, not for pods."""
+        waiting = sum(max(0, t.backlog - t.pods * per_replica) for t in self.rate_limited)
+        return max(0, self.backlog - waiting)
 
 
 @dataclass(frozen=True)
@@ -93,8 +119,14 @@ class Decision:
 def recommend(policy: ScalePolicy, obs: Observation, current: int) -> tuple[int, str]:
     """The replica count this observation alone asks for, clamped to [min, max]."""
     backlog = obs.backlog
-    need = math.ceil(backlog / policy.target_tasks_per_replica)
+    counted = obs.counted_backlog(policy.target_tasks_per_replica)
+    need = math.ceil(counted / policy.target_tasks_per_replica)
     note = f"backlog {backlog} / {policy.target_tasks_per_replica} per replica = {need}"
+    if counted < backlog:
+        limits = " + ".join(str(t.pods) for t in obs.rate_limited)
+        note = (f"backlog {backlog}, {backlog - counted} of it waiting for rate limits "
+                f"(at most {limits} pods), {counted} / {policy.target_tasks_per_replica} "
+                f"per replica = {need}")
     if obs.paused_ready:
         note += f" ({obs.paused_ready} ready in paused topics not counted)"
     if obs.work > 0:

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubetaskqueue_operator.policy import RateLimited
+
 
 class QueueReadError(Exception):
     """Redis could not be read; the message says where (with the password hidden)."""
@@ -31,6 +33,7 @@ class QueueSnapshot:
     topics: tuple[str, ...] = ()  # the topics read (all known ones when the pool names none)
     managers: int = 0
     paused_ready: int = 0  # ready in paused topics: nobody claims them, so not backlog
+    rate_limited: tuple[RateLimited, ...] = ()  # the rate-limited topics among them
 
     @property
     def backlog(self) -> int:
@@ -54,6 +57,7 @@ def snapshot_from_state(state: Any, topics: Iterable[str] | None,
     wanted = None if topics is None else set(topics)
     totals = {"input": 0, "scheduled": 0, "scheduled_due": 0, "work": 0, "dead": 0}
     paused_ready = 0
+    limited = []
     for name, topic in state.topics.items():
         if wanted is not None and name not in wanted:
             continue
@@ -62,11 +66,28 @@ def snapshot_from_state(state: Any, topics: Iterable[str] | None,
             counted: tuple[str, ...] = ("work", "dead")
         else:
             counted = tuple(totals)
+            served = any(name in m.topics for m in state.managers)
+            if (limit := rate_limited(topic, served)) is not None:
+                limited.append(limit)
         for key in counted:
             totals[key] += int(getattr(topic, key))
     names = tuple(n for n in state.topics if wanted is None or n in wanted)
     return QueueSnapshot(**totals, owners=dict(owners), topics=names,
-                         managers=len(state.managers), paused_ready=paused_ready)
+                         managers=len(state.managers), paused_ready=paused_ready,
+                         rate_limited=tuple(limited))
+
+
+def rate_limited(topic: Any, served: bool) -> RateLimited | None:
+    """A core ``TopicState``'s rate limit as the policy takes it, or None: no limit, or
+    no task finished yet to tell its run time. The limit last in force counts while no
+    live manager serves the topic (a pool at zero replicas), not once managers run
+    without declaring one."""
+    limit, mean_run_s = topic.rate_limit, topic.mean_run_s
+    if limit is None or mean_run_s is None or not (limit.in_force or not served):
+        return None
+    return RateLimited(backlog=int(topic.input) + int(topic.scheduled_due) + int(topic.work),
+                       rate_per_s=float(limit.per_s), mean_run_s=float(mean_run_s),
+                       slots_per_pod=max(1, int(limit.slots)))
 
 
 class RedisQueueReader:

@@ -143,6 +143,7 @@ def reconcile(deps: Deps, pool: ObjectRef, body: Mapping[str, Any], mem: PoolMem
         dead=snap.dead,
         busy_pods=len(busy),
         paused_ready=snap.paused_ready,
+        rate_limited=snap.rate_limited,
     )
     decision = decide(spec.policy, obs, scale.replicas, mem.history, deps.clock())
     mem.history = decision.history

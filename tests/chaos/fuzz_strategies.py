@@ -55,6 +55,7 @@ raw_task_fields = st.fixed_dictionaries({
     "timeout_s": st.none() | raw_numbers,
     "enqueued_at": st.none() | raw_numbers,
     "ready_at": st.none() | raw_numbers,
+    "priority": st.none() | raw_numbers,
 })
 
 _CLI_WORDS = ["enqueue", "stats", "dead", "list", "requeue", "purge", "worker", "--json",

@@ -39,9 +39,9 @@ class TopicState:
 def topic_state(r: redis.Redis, topic: str) -> TopicState:
     k = TopicKeys(NS, topic)
     pipe = r.pipeline(transaction=True)
-    pipe.llen(k.input).zcard(k.scheduled).zcard(k.work).llen(k.dead).hgetall(k.stats)
-    inp, sched, work, dead, stats = pipe.execute()
-    return TopicState(inp, sched, work, dead, {f: int(v) for f, v in stats.items()})
+    pipe.zcard(k.input).llen(k.legacy_input).zcard(k.scheduled).zcard(k.work).llen(k.dead)
+    inp, legacy, sched, work, dead, stats = pipe.hgetall(k.stats).execute()
+    return TopicState(inp + legacy, sched, work, dead, {f: int(v) for f, v in stats.items()})
 
 
 def task_field(r: redis.Redis, topic: str, task_id: str, name: str) -> str | None:

@@ -76,7 +76,8 @@ def write_raw_task(r: redis.Redis, topic: str, fields: dict[str, bytes | None]) 
     values = {"id": task_id, "topic": topic, "attempts": 0, "token": 0}
     values.update({f: v for f, v in fields.items() if v is not None})
     pipe = r.pipeline(transaction=True)
-    pipe.hset(k.task(task_id), mapping=values).rpush(k.input, task_id).lpush(k.wake, 1)
+    # Into the list older versions kept input in: a claim moves it (by its priority field).
+    pipe.hset(k.task(task_id), mapping=values).rpush(k.legacy_input, task_id).lpush(k.wake, 1)
     pipe.execute()
     return task_id
 

@@ -38,7 +38,7 @@ def where(client: redis.Redis | redis.RedisCluster, store: RedisStore,
             return set(read())
         except redis.exceptions.AskError:  # a migrating slot's source no longer has the key
             return set()
-    queues = {"input": members(lambda: client.lrange(k.input, 0, -1)),
+    queues = {"input": members(lambda: client.zrange(k.input, 0, -1)),
               "scheduled": members(lambda: client.zrange(k.scheduled, 0, -1)),
               "work": members(lambda: client.zrange(k.work, 0, -1)),
               "dead": members(lambda: client.lrange(k.dead, 0, -1))}

@@ -12,6 +12,7 @@ from kubetaskqueue_operator.policy import (
     SCALE_UP_LIMITED,
     STEADY,
     Observation,
+    RateLimited,
     Recommendation,
     ScalePolicy,
     decide,
@@ -42,6 +43,21 @@ def test_worked_example_from_docs() -> None:
     # 23 ready + 4 due + 5 in work = 32 tasks; 10 per replica -> ceil(3.2) = 4.
     d = run(Observation(input=23, scheduled=50, scheduled_due=4, work=5), current=2)
     assert (d.recommended, d.desired, d.reason) == (4, 4, SCALE_UP)
+
+
+def test_a_rate_limited_topic_needs_at_most_its_limit_pods() -> None:
+    # 10/s x 2 s mean run time / 8 slots = 2.5 -> 3 pods, though 10,000 tasks wait.
+    api = RateLimited(backlog=10_000, rate_per_s=10.0, mean_run_s=2.0, slots_per_pod=8)
+    assert api.pods == 3
+    d = run(Observation(input=10_000, rate_limited=(api,)), current=3)
+    assert (d.recommended, d.desired, d.reason) == (3, 3, STEADY)
+    assert "9970 of it waiting for rate limits (at most 3 pods)" in d.message
+    # The pool's unlimited topics still count in full: (50 + 3 x 10) / 10 = 8.
+    d = run(Observation(input=10_050, rate_limited=(api,)), current=3)
+    assert (d.recommended, d.desired) == (8, 7)
+    # A short task and a slow rate still need one pod.
+    slow = RateLimited(backlog=5, rate_per_s=0.01, mean_run_s=0.0, slots_per_pod=4)
+    assert run(Observation(input=5, rate_limited=(slow,)), current=0).desired == 1
 
 
 def test_not_yet_due_scheduled_tasks_do_not_count() -> None:

@@ -89,3 +89,55 @@ def test_a_paused_topic_counts_only_its_work(world: World, url: str) -> None:
     store.set_paused("email", False, "test")
     reconcile(world.deps, pool_ref(world.body), world.body, world.mem)
     assert world.replicas == 3  # ceil((22 + 1 + 3) / 10) once resumed
+
+
+def limited_url(declare: bool = True) -> str:
+    """200 ready tasks in a topic limited to 10/s by a live 8-slot manager; the tasks
+    ran 0.4 s on average: ceil(10 x 0.4 / 8) = 1 pod keeps the limit busy."""
+    url = f"memory://operator-limit-{uuid.uuid4().hex}"
+    store = store_mod.RedisStore(store_mod.connect(url))
+    if declare:
+        store.declare_limit("api", "w-a-0000000a", 30.0, (0.1, 1, 8, "10/s"))
+    store.enqueue("api", [new_task() for _ in range(201)])
+    _, [row] = store.claim("api", 1, 60.0, "w-a-0000000a")
+    store.ack_many("api", [(row.id, row.token)], run_s=0.4)
+    store.heartbeat_manager("w-a-0000000a", {"pod": "w-a", "slots": 8, "busy": 0,
+                                              "topics": "api"}, 30)
+    return url
+
+
+def test_reader_passes_on_the_rate_limit_and_the_run_time() -> None:
+    snap = RedisQueueReader()(limited_url(), "kubetaskqueue", ("api",))
+    [limited] = snap.rate_limited
+    assert (limited.backlog, limited.rate_per_s, limited.slots_per_pod) == (200, 10.0, 8)
+    assert limited.mean_run_s == pytest.approx(0.4)
+    assert limited.pods == 1
+    assert RedisQueueReader()(limited_url(declare=False), "kubetaskqueue", ("api",)) \
+        .rate_limited == ()
+
+
+@pytest.mark.parametrize(("declare", "replicas"), [(True, 1), (False, 5)])
+def test_pool_does_not_scale_up_for_backlog_the_limit_makes_wait(
+        world: World, declare: bool, replicas: int) -> None:
+    world.kube.secrets[(NS, "redis")] = {"url": limited_url(declare)}
+    world.add_pods("w-a")
+    world.deps.read_queue = RedisQueueReader()
+    world.body["spec"]["topics"] = ["api"]
+    reconcile(world.deps, pool_ref(world.body), world.body, world.mem)
+    # Unlimited: ceil(200 / 10) = 20, up by maxStep 4 from 1. Limited: 1 pod is enough.
+    assert world.replicas == replicas
+    if declare:
+        assert "waiting for rate limits (at most 1 pods)" in world.condition("Scaling")["message"]
+
+
+def test_a_pool_at_zero_keeps_the_limit_last_in_force() -> None:
+    url = limited_url()
+    store = store_mod.RedisStore(store_mod.connect(url))
+    store.declare_limit("api", "w-a-0000000a", 30.0, None)  # its manager stopped
+    store.deregister_manager("w-a-0000000a")
+    [limited] = RedisQueueReader()(url, "kubetaskqueue", ("api",)).rate_limited
+    assert limited.pods == 1
+    store.heartbeat_manager("w-b-0000000b", {"pod": "w-b", "slots": 8, "busy": 0,
+                                              "topics": "api"}, 30)
+    # A live manager of the topic declares no limit: none applies any more.
+    assert RedisQueueReader()(url, "kubetaskqueue", ("api",)).rate_limited == ()

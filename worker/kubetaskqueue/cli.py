@@ -22,6 +22,7 @@ from .cli_schedules import schedules
 from .cli_topics import add_topic_commands, text_table
 from .cluster import REDIS_ERRORS
 from .errors import KubeTaskQueueError, error_line, redis_error_text
+from .keys import PRIORITY_MAX, PRIORITY_MIN
 from .logs import configure_logging
 from .manager import Manager
 from .settings import env_or_secret_file
@@ -246,6 +247,8 @@ def exporter(ctx: click.Context, http_port: int, topics: tuple[str, ...]) -> Non
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Seconds an attempt may run")
 @click.option("--id", "task_id", default=None, help="Task id (rejected if it exists)")
+@click.option("--priority", type=click.IntRange(PRIORITY_MIN, PRIORITY_MAX), default=0,
+              show_default=True, help="Higher runs first; FIFO within one priority")
 @click.option("--keep-result", "keep_result_s", type=click.FloatRange(min=0, min_open=True),
               default=None, metavar="SECONDS",
               help="Keep what the processor returns (JSON) this long after success")
@@ -259,7 +262,8 @@ def exporter(ctx: click.Context, http_port: int, topics: tuple[str, ...]) -> Non
 @runtime_errors
 def enqueue(ctx: click.Context, topic: str, payload: str | None, lines: IO[str] | None,
             retries: int, delay: float | None, timeout: float | None, task_id: str | None,
-            keep_result_s: float | None, wait_s: float | None, as_json: bool) -> None:
+            priority: int, keep_result_s: float | None, wait_s: float | None,
+            as_json: bool) -> None:
     """Enqueue one task with a JSON payload (prints its id), or with --file one task
     per line, in chunks of 1,000 (prints the count). Options apply to every task."""
     if lines is not None:
@@ -269,7 +273,7 @@ def enqueue(ctx: click.Context, topic: str, payload: str | None, lines: IO[str] 
             raise click.UsageError("--id and --wait take one JSON payload, not --file")
         enqueue_file(_lasting_manager(ctx, "enqueue"), topic, lines, num_retries=retries,
                      delay_s=delay, timeout_s=timeout, as_json=as_json,
-                     keep_result_s=keep_result_s)
+                     keep_result_s=keep_result_s, priority=priority)
         return
     if payload is None:
         raise click.UsageError("give one JSON payload or --file PATH")
@@ -279,7 +283,8 @@ def enqueue(ctx: click.Context, topic: str, payload: str | None, lines: IO[str] 
         raise click.BadParameter(f"not valid JSON: {exc}", param_hint="JSON") from exc
     manager = _lasting_manager(ctx, "enqueue")
     task_id = manager.enqueue(topic, body, num_retries=retries, delay_s=delay,
-                              timeout_s=timeout, task_id=task_id, keep_result_s=keep_result_s)
+                              timeout_s=timeout, task_id=task_id, keep_result_s=keep_result_s,
+                              priority=priority)
     click.echo(json.dumps({"enqueued": 1, "ids": [task_id]}) if as_json else task_id)
     if wait_s is not None:
         wait_for(manager, topic, task_id, wait_s, keeps_result=keep_result_s is not None)

@@ -58,7 +58,8 @@ def read_lines(lines: Iterable[str], max_payload_bytes: int) -> list[Line]:
 
 def enqueue_lines(manager: Manager, topic: str, lines: list[Line], *, num_retries: int,
                   delay_s: float | None, timeout_s: float | None,
-                  keep_result_s: float | None = None, chunk_size: int = CHUNK_SIZE) -> list[str]:
+                  keep_result_s: float | None = None, priority: int = 0,
+                  chunk_size: int = CHUNK_SIZE) -> list[str]:
     """Enqueue the payloads in order, ``chunk_size`` at a time; returns their ids.
 
     Each chunk is all or nothing. If one fails, the error says which lines went in,
@@ -70,7 +71,8 @@ def enqueue_lines(manager: Manager, topic: str, lines: list[Line], *, num_retrie
         try:
             ids += manager.enqueue_many(topic, [line.payload for line in chunk],
                                         num_retries=num_retries, delay_s=delay_s,
-                                        timeout_s=timeout_s, keep_result_s=keep_result_s)
+                                        timeout_s=timeout_s, keep_result_s=keep_result_s,
+                                        priority=priority)
         except KubeTaskQueueError as exc:
             if not ids:
                 raise
@@ -83,7 +85,7 @@ def enqueue_lines(manager: Manager, topic: str, lines: list[Line], *, num_retrie
 
 def enqueue_file(manager: Manager, topic: str, lines: IO[str], *, num_retries: int,
                  delay_s: float | None, timeout_s: float | None, as_json: bool,
-                 keep_result_s: float | None = None) -> None:
+                 keep_result_s: float | None = None, priority: int = 0) -> None:
     """The command: check every line, enqueue them, print the count (or JSON with the ids)."""
     try:
         parsed = read_lines(lines, manager.settings.max_payload_bytes)
@@ -91,7 +93,7 @@ def enqueue_file(manager: Manager, topic: str, lines: IO[str], *, num_retries: i
         raise click.BadParameter(f"{lines.name} {exc}; nothing was enqueued",
                                  param_hint="'--file'") from exc
     ids = enqueue_lines(manager, topic, parsed, num_retries=num_retries, delay_s=delay_s,
-                        timeout_s=timeout_s, keep_result_s=keep_result_s)
+                        timeout_s=timeout_s, keep_result_s=keep_result_s, priority=priority)
     click.echo(json.dumps({"enqueued": len(ids), "ids": ids}) if as_json
                else f"enqueued {len(ids)} task(s)")
 

@@ -92,6 +92,7 @@ def _when(stamp: float | None) -> str:
 def format_task(info: TaskInfo) -> str:
     rows = [
         ("task", info.id), ("topic", info.topic), ("state", info.state),
+        ("priority", str(info.priority)),
         ("attempts", f"{info.attempts} (num_retries {info.num_retries}, worker losses "
                      f"{info.losses})"),
         ("enqueued", _when(info.enqueued_at)),

@@ -8,7 +8,11 @@ its own tag. Nothing else in the code builds key names.
 |----------------------------------|------|-----------------------------------------------|
 | ``<ns>:topics``                  | set  | every topic ever enqueued to (for stats; the  |
 |                                  |      | one key outside a topic's slot)               |
-| ``<ns>:{<topic>}:input``         | list | ready task ids, FIFO (RPUSH, LPOP)            |
+| ``<ns>:{<topic>}:ready``         | zset | input: ready task ids by priority, then FIFO  |
+|                                  |      | (one score band per priority; _prelude.lua)   |
+| ``<ns>:{<topic>}:input``         | list | input as versions before priorities kept it;  |
+|                                  |      | claims move what an older worker or producer  |
+|                                  |      | still puts there during an upgrade            |
 | ``<ns>:{<topic>}:scheduled``     | zset | id -> due time (delays and retry backoff)     |
 | ``<ns>:{<topic>}:work``          | zset | id -> lease deadline (in-flight tasks)        |
 | ``<ns>:{<topic>}:dead``          | list | dead task ids, newest first (capped by        |
@@ -30,6 +34,8 @@ its own tag. Nothing else in the code builds key names.
 | ``<ns>:{<topic>}:schedule:<name>`` | hash | a schedule's fire record: since, last_fire, |
 |                                  |      | last_missed, seen:/start:<definition> (see    |
 |                                  |      | fire_schedule.lua)                            |
+| ``<ns>:{<topic>}:rate``          | hash | rate limit: managers' declarations, the limit |
+|                                  |      | in force, token bucket; mean run time         |
 | ``<ns>:{managers}``              | zset | manager id -> last heartbeat (server time)    |
 | ``<ns>:{managers}:<id>``         | hash | pod, slots, busy, topics (expires)            |
 | ``<ns>:{managers}:events``       | stream | MANAGER_START / MANAGER_STOP events         |
@@ -64,7 +70,12 @@ TASK_FIELDS = (
     "keep_result_s",  # set only by enqueue(keep_result_s=): keep the result this long
     "result",  # the processor's return value as JSON (state done)
     "done_at",  # when it succeeded, for a task that keeps its result
+    "priority",  # -100..100, higher runs first; kept through retries and requeues
 )
+
+# Task priorities: an integer in this range, higher runs first (scripts/_prelude.lua
+# packs it with a sequence into one exact double score).
+PRIORITY_MIN, PRIORITY_MAX = -100, 100
 
 STAT_FIELDS = ("enqueued", "started", "retried", "failed", "completed", "lost", "fenced",
                "dead_dropped")
@@ -95,6 +106,12 @@ class TopicKeys:
 
     @property
     def input(self) -> str:
+        """Ready tasks (the "input" state), a sorted set by priority, then FIFO."""
+        return f"{self.prefix}:ready"
+
+    @property
+    def legacy_input(self) -> str:
+        """The list input was before priorities; claims drain it (rolling upgrades)."""
         return f"{self.prefix}:input"
 
     @property
@@ -116,6 +133,10 @@ class TopicKeys:
     @property
     def stats(self) -> str:
         return f"{self.prefix}:stats"
+
+    @property
+    def rate(self) -> str:
+        return f"{self.prefix}:rate"
 
     @property
     def events(self) -> str:

@@ -26,9 +26,10 @@ from .errors import (
 )
 from .events import Event, awatch, publish_manager_event, watch
 from .isolation import Isolation, reference
-from .keys import check_topic
+from .keys import PRIORITY_MAX, PRIORITY_MIN, check_topic
 from .metrics import WorkerMetrics
 from .queue_state import read_queue_state
+from .ratelimit import RateLimit
 from .results import get_result
 from .runner import Processor, Runner
 from .schedule_rules import make_rule
@@ -107,13 +108,15 @@ class Manager:
 
     def register(self, topic: str, processor: Callable[[Task], Any], *,
                  timeout_s: float | None = None, isolation: Isolation = "thread",
-                 max_queued: int | None = None) -> None:
+                 max_queued: int | None = None, rate_limit: str | None = None) -> None:
         """Register the one processor of ``topic``.
 
         ``isolation="process"`` runs a sync processor in a child process (one per busy
         slot, reused): for C calls that hold the GIL, hard timeouts, crash containment.
         ``max_queued`` (0 = unlimited) is published to Redis when the manager starts and
         then bounds every producer's enqueues to the topic, overriding their own setting.
+        ``rate_limit="N/s"`` (``/m``, ``/h``): at most N starts per period across every
+        manager of the topic (ratelimit.py; the lowest declared limit wins).
         """
         check_topic(topic)
         if topic in self._processors:
@@ -126,6 +129,7 @@ class Manager:
                              f"got {max_queued!r}")
         if isolation not in get_args(Isolation):
             raise ValueError(f"isolation must be 'thread' or 'process', got {isolation!r}")
+        limit = None if rate_limit is None else RateLimit.parse(rate_limit)
         if self._running:
             raise KubeTaskQueueError("register topics before the manager starts")
         is_async = inspect.iscoroutinefunction(processor)
@@ -136,15 +140,15 @@ class Manager:
                     "sync processors only; make it a plain def (or keep isolation='thread')")
             reference(processor, topic)  # a lambda or nested function fails now, not at start
         self._processors[topic] = Processor(processor, timeout_s, is_async, isolation,
-                                            max_queued)
+                                            max_queued, limit)
 
     def processor(self, topic: str, timeout_s: float | None = None,
-                  isolation: Isolation = "thread",
-                  max_queued: int | None = None) -> Callable[[F], F]:
+                  isolation: Isolation = "thread", max_queued: int | None = None,
+                  rate_limit: str | None = None) -> Callable[[F], F]:
         """Decorator form of :meth:`register`."""
         def decorate(fn: F) -> F:
             self.register(topic, fn, timeout_s=timeout_s, isolation=isolation,
-                          max_queued=max_queued)
+                          max_queued=max_queued, rate_limit=rate_limit)
             return fn
         return decorate
 
@@ -181,27 +185,31 @@ class Manager:
 
     def enqueue(self, topic: str, payload: Any, *, num_retries: int = 0,
                 delay_s: float | None = None, timeout_s: float | None = None,
-                task_id: str | None = None, keep_result_s: float | None = None) -> str:
+                task_id: str | None = None, keep_result_s: float | None = None,
+                priority: int = 0) -> str:
         """Enqueue one task; returns its id. No processor for ``topic`` is needed here.
 
         ``keep_result_s``: keep what the processor returns (it must be JSON-serialisable)
-        this long after success, for :meth:`result`.
+        this long after success, for :meth:`result`. ``priority``: see :meth:`enqueue_many`.
         """
         return self.enqueue_many(topic, [payload], num_retries=num_retries, delay_s=delay_s,
                                  timeout_s=timeout_s, keep_result_s=keep_result_s,
+                                 priority=priority,
                                  task_ids=None if task_id is None else [task_id])[0]
 
     def enqueue_many(self, topic: str, payloads: Iterable[Any], *, num_retries: int = 0,
                      delay_s: float | None = None, timeout_s: float | None = None,
                      task_ids: list[str] | None = None,
-                     keep_result_s: float | None = None) -> list[str]:
+                     keep_result_s: float | None = None, priority: int = 0) -> list[str]:
         """Enqueue a batch in one round trip; all or nothing. Returns the ids in order.
 
+        ``priority``: an int from -100 to 100; higher runs first, FIFO within one priority.
         Raises QueueFullError (nothing written) when the batch would take the topic past
         its ``max_queued``, or Redis memory is over ``max_memory_share`` of maxmemory.
         """
         check_topic(topic)
         _check_retries(num_retries)
+        _check_priority(priority)
         _check_seconds("delay_s", delay_s, allow_zero=True)
         _check_seconds("timeout_s", timeout_s, allow_zero=False)
         _check_seconds("keep_result_s", keep_result_s, allow_zero=False)
@@ -213,7 +221,8 @@ class Manager:
         _check_ids(ids, len(encoded))
         if not encoded:
             return []
-        tasks = [NewTask(i, body, num_retries, timeout_s, delay_s or 0.0, keep_result_s)
+        tasks = [NewTask(i, body, num_retries, timeout_s, delay_s or 0.0, keep_result_s,
+                         priority)
                  for i, body in zip(ids, encoded, strict=True)]
         try:
             store = self.store  # connecting may fail too
@@ -444,6 +453,13 @@ class Manager:
 def _check_retries(num_retries: object) -> None:
     if not isinstance(num_retries, int) or isinstance(num_retries, bool) or num_retries < 0:
         raise ValueError(f"num_retries must be an int >= 0, got {num_retries!r}")
+
+
+def _check_priority(priority: object) -> None:
+    if (not isinstance(priority, int) or isinstance(priority, bool)
+            or not PRIORITY_MIN <= priority <= PRIORITY_MAX):
+        raise ValueError(f"priority must be an int from {PRIORITY_MIN} to {PRIORITY_MAX} "
+                         f"(higher runs first), got {priority!r}")
 
 
 def _check_seconds(name: str, value: object, *, allow_zero: bool) -> None:

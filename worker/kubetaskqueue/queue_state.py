@@ -13,6 +13,16 @@ from .store import RedisStore, TopicControls
 
 
 @dataclass(frozen=True)
+class TopicRateLimit:
+    """A topic's rate limit as the managers declared it (ratelimit.py)."""
+
+    text: str  # e.g. "10/s"
+    per_s: float  # task starts it lets through per second
+    slots: int  # the fewest task slots among the managers that declare it
+    in_force: bool  # False: no live manager declares it now; the last one in force
+
+
+@dataclass(frozen=True)
 class TopicState:
     input: int
     scheduled: int
@@ -23,6 +33,9 @@ class TopicState:
     oldest_dead_age_s: float | None
     counters: dict[str, int] = field(default_factory=dict)
     controls: TopicControls = field(default_factory=TopicControls)
+    rate_limit: TopicRateLimit | None = None  # None: never limited
+    mean_run_s: float | None = None  # moving average of successful attempts' run time
+    # (kept for topics that have or had a rate limit)
 
     @property
     def paused(self) -> bool:
@@ -68,12 +81,26 @@ def _age(now: float, raw: str) -> float | None:
 
 
 def read_topic_state(store: RedisStore, topic: str) -> tuple[float, TopicState]:
-    now, inp, sched, due, work, dead, oldest, dead_oldest, flat = store.inspect(topic)
+    now, inp, sched, due, work, dead, oldest, dead_oldest, flat, rate = store.inspect(topic)
     now = float(now)
     counters = {flat[i]: int(flat[i + 1]) for i in range(0, len(flat), 2)}
+    text, interval, slots, in_force, mean = rate
+    limit = None
+    if text and _positive(interval):
+        limit = TopicRateLimit(text, 1.0 / float(interval),
+                               int(slots) if str(slots).isdigit() else 1, in_force == "1")
     state = TopicState(int(inp), int(sched), int(due), int(work), int(dead),
-                       _age(now, oldest), _age(now, dead_oldest), counters)
+                       _age(now, oldest), _age(now, dead_oldest), counters, rate_limit=limit,
+                       mean_run_s=float(mean) if _positive(mean, allow_zero=True) else None)
     return now, state
+
+
+def _positive(raw: str, *, allow_zero: bool = False) -> bool:
+    try:
+        value = float(raw)
+    except ValueError:
+        return False
+    return value >= 0 if allow_zero else value > 0
 
 
 def read_managers(client: Client, namespace: str, now: float) -> list[ManagerInfo]:

@@ -32,6 +32,7 @@ from .cluster import REDIS_ERRORS
 from .errors import ConfigError, Retry, error_line
 from .isolation import ChildProcesses, Isolation
 from .metrics import WorkerMetrics
+from .ratelimit import LimitDeclarations, RateLimit
 from .settings import Settings
 from .store import Claimed, RedisStore, redact_url
 from .task import MalformedTaskError, Outcome, Task, call_processor, oversized, success
@@ -41,8 +42,9 @@ log = logging.getLogger("kubetaskqueue")
 
 T = TypeVar("T")
 
-# Redis checks blocked clients' timeouts about every 100 ms (hz 10), so shorter
-# waits for a due task sleep locally instead of blocking on the wake-up list.
+# Redis checks blocked clients' timeouts about every 100 ms (hz 10): a wait on the
+# wake-up list may end that much late, so it stops that much early, and waits for
+# a due task (or a rate limit's token) shorter than twice that sleep locally.
 _SHORT_WAIT_S = 0.1
 # Successes acked in one script call at most (per topic).
 _ACK_BATCH = 256
@@ -57,6 +59,7 @@ class Processor:
     is_async: bool
     isolation: Isolation = "thread"
     max_queued: int | None = None  # the topic's enqueue limit, published at start
+    rate_limit: RateLimit | None = None
 
 
 @dataclass
@@ -126,6 +129,9 @@ class Runner:
                                          if p.isolation == "process"},
                                         max_tasks=settings.child_max_tasks)
         self._acks: queue.SimpleQueue[Attempt | None] = queue.SimpleQueue()  # None = stop
+        self._limits = LimitDeclarations(
+            store, manager_id, {t: p.rate_limit for t, p in processors.items() if p.rate_limit},
+            settings.num_workers, settings.lease_ttl_s)
         self._threads: list[threading.Thread] = []
 
     # -- lifecycle -------------------------------------------------------------
@@ -195,6 +201,7 @@ class Runner:
         self._task_threads.close()
         self._force.set()  # outcome writes still retrying against a dead Redis give up
         try:
+            self._limits.withdraw()
             self.store.deregister_manager(self.manager_id)
         except REDIS_ERRORS as exc:
             log.warning("could not deregister manager %s: %s (its entry expires by itself)",
@@ -245,12 +252,12 @@ class Runner:
                     if next_due is None and not self._burst:
                         self._wait_idle()
                         continue
-                    if next_due is not None and next_due < _SHORT_WAIT_S:
+                    if next_due is not None and next_due < 2 * _SHORT_WAIT_S:
                         self._stopping.wait(next_due)
                         continue
                     wait_s = self.settings.poll_interval_s
                     if next_due is not None:
-                        wait_s = min(wait_s, next_due)
+                        wait_s = min(wait_s, next_due - _SHORT_WAIT_S)
                     self.store.wait_for_wake(self.topics, wait_s)
                 except REDIS_ERRORS as exc:
                     self._stopping.wait(self.redis.failure(exc))
@@ -275,12 +282,14 @@ class Runner:
 
     def _check_redis_config(self) -> None:
         """Refuse to work against a Redis that may evict tasks, publish the topics'
-        max_queued (for every producer); wait while Redis is down."""
+        max_queued (for every producer) and declare this manager's rate limits before its
+        first claim; wait while Redis is down."""
         while not self._stopping.is_set():
             try:
                 warning = self.store.check_eviction_policy()
                 for topic, processor in self.processors.items():
                     self.store.declare_max_queued(topic, processor.max_queued)
+                self._limits.renew()
                 self.redis.success()
                 if warning:
                     log.warning(warning)
@@ -434,8 +443,10 @@ class Runner:
     def _ack_group(self, topic: str, group: list[Attempt]) -> None:
         leases = [(a.task.id, a.task.lease_token) for a in group]
         results = {a.task.id: a.result for a in group if a.result is not None}
+        ran_s = time.monotonic() * len(group) - sum(a.started for a in group)
         try:
-            fenced = self._until_recorded(lambda: self.store.ack_many(topic, leases, results),
+            fenced = self._until_recorded(
+                lambda: self.store.ack_many(topic, leases, results, ran_s),
                                           f"{len(group)} finished task(s) of {topic!r}")
             if fenced is None:
                 return
@@ -524,6 +535,7 @@ class Runner:
             "topics": ",".join(self.topics), "draining": int(self.draining),
             "max_worker_losses": self.settings.max_worker_losses,  # for the operator's release
         }, ttl_s=self.settings.lease_ttl_s)
+        self._limits.renew()
 
     def _reap(self) -> None:
         for topic in self.topics:

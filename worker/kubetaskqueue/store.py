@@ -193,6 +193,7 @@ class Claimed:
     ready_at: str
     claimed_at: str  # Redis server time of the claim
     keep_result_s: str  # '' = the result is not kept
+    priority: str
 
 
 @dataclass(frozen=True)
@@ -215,6 +216,7 @@ class NewTask:
     timeout_s: float | None
     delay_s: float
     keep_result_s: float | None = None
+    priority: int = 0
 
 
 class RedisStore:
@@ -298,8 +300,9 @@ class RedisStore:
         for t in tasks:
             timeout = "" if t.timeout_s is None else repr(float(t.timeout_s))
             keep = "" if t.keep_result_s is None else repr(float(t.keep_result_s))
-            args += [t.id, t.payload_json, t.num_retries, timeout, repr(float(t.delay_s)), keep]
-        return [k.input, k.scheduled, k.wake, k.stats, k.controls, k.events], args
+            args += [t.id, t.payload_json, t.num_retries, timeout, repr(float(t.delay_s)), keep,
+                     t.priority]
+        return [k.input, k.scheduled, k.wake, k.stats, k.controls, k.legacy_input, k.events], args
 
     def _list_topic(self, topic: str, new_counters: bool) -> None:
         # The topics set lives in another cluster slot than the topic, so it cannot
@@ -329,14 +332,17 @@ class RedisStore:
 
     def claim(self, topic: str, max_count: int, lease_ttl_s: float,
               owner: str) -> tuple[float | None, list[Claimed]]:
-        """Lease up to ``max_count`` ready tasks; also report when the next scheduled one is due."""
+        """Lease up to ``max_count`` ready tasks, highest priority first and within the
+        topic's rate limit; also report in how many seconds there may be more (the next
+        scheduled task is due, or the limit's next token), None when nothing is coming."""
         k = self.keys(topic)
         next_due, rows = self._run(
-            "claim", [k.input, k.scheduled, k.work, k.stats, k.dead, k.controls, k.events],
+            "claim", [k.input, k.legacy_input, k.scheduled, k.work, k.stats, k.dead, k.rate,
+                      k.controls, k.events],
             [k.task_prefix, max_count, lease_ttl_s, owner, defaults.PROMOTE_LIMIT],
         )
         due_in = float(next_due)
-        claimed = [Claimed(r[0], r[1], int(r[2]), *r[3:10]) for r in rows]
+        claimed = [Claimed(r[0], r[1], int(r[2]), *r[3:11]) for r in rows]
         return (None if due_in < 0 else due_in), claimed
 
     def extend(self, topic: str, leases: list[tuple[str, str]], lease_ttl_s: float) -> list[str]:
@@ -349,15 +355,17 @@ class RedisStore:
         return not self.ack_many(topic, [(task_id, token)])
 
     def ack_many(self, topic: str, leases: list[tuple[str, str]],
-                 results: Mapping[str, str] | None = None) -> set[str]:
+                 results: Mapping[str, str] | None = None,
+                 run_s: float | None = None) -> set[str]:
         """Finish tasks given as (id, token) in one call; returns the fenced ids. A task
-        that keeps its result is given it in ``results`` (id -> JSON text)."""
+        that keeps its result is given it in ``results`` (id -> JSON text). ``run_s``:
+        how long these attempts ran in all, for the topic's mean run time."""
         k = self.keys(topic)
-        args = [k.task_prefix, k.done_prefix]
+        args = [k.task_prefix, k.done_prefix, "" if run_s is None else repr(max(0.0, run_s))]
         kept = results or {}
         for task_id, token in leases:
             args += [task_id, token, kept.get(task_id, "")]
-        return set(self._run("ack", [k.work, k.stats, k.events], args))
+        return set(self._run("ack", [k.work, k.stats, k.rate, k.events], args))
 
     def fail(self, topic: str, task_id: str, token: str, error: str, retry_delay_s: float,
              *, bury: bool = False) -> str:
@@ -405,6 +413,19 @@ class RedisStore:
         k = self.keys(topic)
         flat = self._run("owners", [k.work], [k.task_prefix])
         return {str(flat[i]): int(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+    def declare_limit(self, topic: str, manager_id: str, lapse_s: float,
+                      limit: tuple[float, int, int, str] | None) -> tuple[str, dict[str, str]]:
+        """Declare this manager's rate limit of ``topic`` as (seconds between starts, burst,
+        slots, text), or withdraw it (None); it lapses ``lapse_s`` after the last call.
+        Returns the limit text in force ('' for none) and every live declaration."""
+        k = self.keys(topic)
+        args: list[Any] = [manager_id, lapse_s]
+        if limit is not None:
+            interval_s, burst, slots, text = limit
+            args += [repr(interval_s), burst, slots, text]
+        in_force, *flat = self._run("declare_limit", [k.rate], args)
+        return str(in_force), {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)}
 
     def wait_for_wake(self, topics: list[str], timeout_s: float) -> bool:
         """Block until a state move signals work (True), or the timeout passes (False)."""
@@ -457,8 +478,8 @@ class RedisStore:
         # Unlisted first: an enqueue racing the drop either makes the script refuse (and
         # the topic is listed again here) or comes after it and lists the topic itself.
         self.client.srem(listing, topic)
-        dropped = bool(self._run("drop", [k.input, k.scheduled, k.work, k.dead, k.wake,
-                                          k.stats, k.controls, k.events], []))
+        dropped = bool(self._run("drop", [k.input, k.scheduled, k.work, k.dead, k.legacy_input,
+                                          k.wake, k.stats, k.controls, k.rate, k.events], []))
         if not dropped:
             self.client.sadd(listing, topic)
         self._listed_topics.discard(topic)
@@ -498,15 +519,15 @@ class RedisStore:
     def task_info(self, topic: str, task_id: str) -> list[Any]:
         """[] for an unknown id, else [state, flat hash, lease deadline, ms to expiry]."""
         k = self.keys(topic)
-        return list(self._run("task_info", [k.input, k.scheduled, k.work, k.dead],
-                              [k.task_prefix, task_id]))
+        return list(self._run("task_info", [k.input, k.scheduled, k.work, k.dead,
+                                            k.legacy_input], [k.task_prefix, task_id]))
 
     def task_delete(self, topic: str, task_id: str) -> str:
         """Delete a waiting task; returns the state it was in ('' = unknown). Only
         scheduled, input and dead tasks are deleted."""
         k = self.keys(topic)
-        return str(self._run("task_delete", [k.input, k.scheduled, k.work, k.dead, k.events],
-                             [k.task_prefix, task_id]))
+        return str(self._run("task_delete", [k.input, k.scheduled, k.work, k.dead,
+                                             k.legacy_input, k.events], [k.task_prefix, task_id]))
 
     def wait_done(self, topic: str, task_id: str, timeout_s: float) -> bool:
         """Block until the task's result is kept (True) or the timeout passes (False).
@@ -517,5 +538,5 @@ class RedisStore:
 
     def inspect(self, topic: str) -> list[Any]:
         k = self.keys(topic)
-        return list(self._run("inspect", [k.input, k.scheduled, k.work, k.dead, k.stats],
-                              [k.task_prefix]))
+        return list(self._run("inspect", [k.input, k.legacy_input, k.scheduled, k.work, k.dead,
+                                          k.stats, k.rate], [k.task_prefix]))

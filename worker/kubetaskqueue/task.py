@@ -30,6 +30,7 @@ class Task:
     claimed_at: float = 0.0  # when this attempt's lease began; both on the Redis clock
     lease_token: str = ""
     keep_result_s: float | None = None  # the processor's return value is kept this long
+    priority: int = 0  # -100..100, higher runs first
 
     @property
     def wait_s(self) -> float:
@@ -50,7 +51,8 @@ class Task:
                        num_retries=int(row.num_retries), enqueued_at=float(row.enqueued_at),
                        timeout_s=timeout, ready_at=float(row.ready_at),
                        claimed_at=float(row.claimed_at),
-                       lease_token=row.token, keep_result_s=keep)
+                       lease_token=row.token, keep_result_s=keep,
+                       priority=int(row.priority))
         except (ValueError, TypeError, RecursionError) as exc:  # json.loads on deep nesting
             raise MalformedTaskError(
                 f"task {row.id} in topic {topic!r} is malformed: {exc}") from exc

@@ -39,6 +39,7 @@ class TaskInfo:
     keep_result_s: float | None
     result: Any = None  # done: the processor's return value
     result_expires_in_s: float | None = None  # done: how long the result is still kept
+    priority: int = 0  # -100..100, higher runs first
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,6 +80,7 @@ def lookup_task(store: RedisStore, topic: str, task_id: str) -> TaskInfo | None:
         timeout_s=_num(f, "timeout_s"), keep_result_s=_num(f, "keep_result_s"),
         result=_decoded(f.get("result", "null")) if done else None,
         result_expires_in_s=int(ttl_ms) / 1000 if done and int(ttl_ms) >= 0 else None,
+        priority=int(_num(f, "priority") or 0),
     )
 
 

@@ -60,13 +60,73 @@ local function wake_managers(wake, n)
   redis.call('LTRIM', wake, 0, 63)
 end
 
--- Make `id` ready after `delay` seconds (0 = now), without waking anyone.
-local function place_ready(input, scheduled, key, id, now, delay)
+-- Ready tasks (input) are a sorted set read from the lowest score: one band of
+-- PRIORITY_BAND scores per priority, a higher priority at lower scores, so
+-- ZRANGE input 0 n-1 holds the next n to run. A task joins its band after the
+-- last member (FIFO), or before the first (`front`: a task whose worker was lost
+-- or that was released had waited its turn once). An empty band starts at its
+-- middle, so each side has room for 2^44 joins in a row; scores stay integers
+-- below 2^53, exact in a double, and are written with '%.0f' (tostring rounds).
+local PRIORITY_BAND = 35184372088832  -- 2^45
+local PRIORITY_MAX = 100  -- priorities run from -100 to 100 (manager.py checks it too)
+
+local function score_text(x)
+  return string.format('%.0f', x)
+end
+
+-- A task hash's priority; missing or hand-edited values count as the default, 0.
+local function priority_of(v)
+  local p = tonumber(v)
+  if p and p == math.floor(p) and math.abs(p) <= PRIORITY_MAX then return p end
+  return 0
+end
+
+-- The band a score lies in, as -priority.
+local function band_of(score)
+  return math.floor((score + PRIORITY_BAND / 2) / PRIORITY_BAND)
+end
+
+-- The score at which a task of priority `p` joins `input` (O(log n)).
+local function join_score(input, p, front)
+  local mid = -p * PRIORITY_BAND
+  if not front then
+    -- Usually `p` is the lowest priority queued (all at 0, say): its band ends the set.
+    local last = redis.call('ZREVRANGE', input, 0, 0, 'WITHSCORES')
+    if not last[2] then return mid end
+    local score = tonumber(last[2])
+    if band_of(score) == -p then return score + 1 end
+    if band_of(score) < -p then return mid end  -- only higher priorities are queued
+  end
+  local lo, hi = score_text(mid - PRIORITY_BAND / 2), score_text(mid + PRIORITY_BAND / 2 - 1)
+  local edge
+  if front then
+    edge = redis.call('ZRANGEBYSCORE', input, lo, hi, 'WITHSCORES', 'LIMIT', 0, 1)
+  else
+    edge = redis.call('ZREVRANGEBYSCORE', input, hi, lo, 'WITHSCORES', 'LIMIT', 0, 1)
+  end
+  if not edge[2] then return mid end
+  return tonumber(edge[2]) + (front and -1 or 1)
+end
+
+local function join_input(input, id, p, front)
+  redis.call('ZADD', input, score_text(join_score(input, p, front)), id)
+end
+
+-- ZADD `pairs` (score, member, score, member...) in a few calls, not one per member.
+local function zadd_all(key, pairs)
+  for i = 1, #pairs, 400 do
+    redis.call('ZADD', key, unpack(pairs, i, math.min(#pairs, i + 399)))
+  end
+end
+
+-- Make `id` ready after `delay` seconds (0 = now, at the back of its priority),
+-- without waking anyone.
+local function place_ready(input, scheduled, key, id, now, delay, priority)
   if delay > 0 then
     redis.call('ZADD', scheduled, now + delay, id)
     redis.call('HSET', key, 'ready_at', fmt(now + delay))
   else
-    redis.call('RPUSH', input, id)
+    join_input(input, id, priority, false)
     redis.call('HSET', key, 'ready_at', fmt(now))
   end
 end
@@ -90,7 +150,8 @@ local function settle_failure(k, key, id, now, err, delay, force_dead)
     emit('TASK_DEAD', id, attempts, now, last_line(err))
     return 'dead'
   end
-  place_ready(k.input, k.scheduled, key, id, now, delay)
+  place_ready(k.input, k.scheduled, key, id, now, delay,
+    priority_of(redis.call('HGET', key, 'priority')))
   wake_managers(k.wake, 1)
   redis.call('HINCRBY', k.stats, 'retried', 1)
   emit('TASK_RETRY', id, attempts, now, 'in ' .. fmt(delay) .. 's')
@@ -99,14 +160,14 @@ end
 
 
 -- A lost worker (its pod died, or its lease ran out): the task goes back to the
--- front of input at once and the attempt is not counted, so a node drain or an
--- OOM kill spends none of its num_retries. Each loss is counted in the hash;
+-- front of its priority in input at once and the attempt is not counted, so a node
+-- drain or an OOM kill spends none of its num_retries. Each loss is counted in the hash;
 -- past `max_losses` the task is poison (it keeps killing its worker) and dies.
 -- `kind` is the event that says how the loss was seen. The id must already be
 -- out of the work set. Returns 'lost' or 'dead'.
 local function settle_worker_loss(k, key, id, now, kind, reason, max_losses)
   -- A hand-edited counter must not abort the script after the id left work.
-  local f = redis.call('HMGET', key, 'losses', 'attempts')
+  local f = redis.call('HMGET', key, 'losses', 'attempts', 'priority')
   if not is_integer(f[1]) then redis.call('HSET', key, 'losses', 0) end
   if not is_integer(f[2]) then redis.call('HSET', key, 'attempts', 1) end
   local losses = redis.call('HINCRBY', key, 'losses', 1)
@@ -120,9 +181,62 @@ local function settle_worker_loss(k, key, id, now, kind, reason, max_losses)
   end
   redis.call('HINCRBY', key, 'attempts', -1)
   redis.call('HSET', key, 'owner', '', 'last_error', reason, 'ready_at', fmt(now))
-  redis.call('LPUSH', k.input, id)
+  join_input(k.input, id, priority_of(f[3]), true)
   wake_managers(k.wake, 1)
   return 'lost'
+end
+
+-- Rate limits. A topic's rate hash holds each manager's declaration,
+-- 'd:<manager id>' = '<lapses at> <interval s> <burst> <slots> <limit text>',
+-- renewed by its heartbeat; the limit in force, the lowest declared (the longest
+-- interval between starts): 'interval', 'burst', 'limit', 'slots' (the fewest
+-- slots of its declarers), and 'lapse', when the first live declaration lapses
+-- (absent: nothing in force; the other fields then say what was last in force,
+-- for the operator); 'tat', the token bucket's state as GCRA keeps it: when the
+-- bucket would next be empty were no token spent meanwhile.
+
+-- The limit the live declarations in `flat` (an HGETALL) put in force, or nil,
+-- and the names of the lapsed ones.
+local function limit_in_force(flat, now)
+  local best, lapsed = nil, {}
+  for i = 1, #flat, 2 do
+    if string.sub(flat[i], 1, 2) == 'd:' then
+      local at, interval, burst, slots, text =
+        string.match(flat[i + 1], '^(%S+) (%S+) (%S+) (%S+) (.*)$')
+      at, interval = tonumber(at), tonumber(interval)
+      burst, slots = tonumber(burst), tonumber(slots)
+      if not (at and interval and burst and slots) or at <= now or interval <= 0 or burst < 1 then
+        lapsed[#lapsed + 1] = flat[i]
+      elseif not best then
+        best = {interval = interval, burst = burst, text = text, slots = slots, lapse = at}
+      else
+        if interval > best.interval then
+          best.interval, best.burst, best.text = interval, burst, text
+        end
+        best.slots, best.lapse = math.min(best.slots, slots), math.min(best.lapse, at)
+      end
+    end
+  end
+  return best, lapsed
+end
+
+-- Write what limit_in_force found (nil: nothing in force any more).
+local function store_limit(rate, best, lapsed)
+  if #lapsed > 0 then
+    redis.call('HDEL', rate, unpack(lapsed))
+  end
+  if best then
+    redis.call('HSET', rate, 'interval', string.format('%.17g', best.interval),
+      'burst', best.burst, 'limit', best.text, 'slots', best.slots, 'lapse', fmt(best.lapse))
+  else
+    redis.call('HDEL', rate, 'lapse')
+  end
+end
+
+-- Tokens in the bucket at `now` (whole starts allowed), and the time GCRA counts from.
+local function tokens_at(limit, now)
+  local base = math.max(limit.tat or now, now)
+  return math.max(0, math.floor(limit.burst - (base - now) / limit.interval)), base
 end
 
 -- Dead-queue retention. DEAD_MAX_TASKS (0 = no cap) and DEAD_TTL_S (0 = kept until
@@ -171,18 +285,21 @@ end
 
 -- Where a task is: 'done' (succeeded, result kept), 'work', 'scheduled', 'dead' or
 -- 'input'; nil when its hash is gone. `f` is HMGET key 'id', 'done_at', 'dead_at'.
--- INPUT CHECK: input is a list, where a membership test (LPOS) is O(n); every
--- script moves a task atomically, so a task found nowhere else is in input.
+-- Input is a sorted set (O(1) membership); a task found nowhere is in the list an
+-- older version kept input in (k.legacy: every script moves a task atomically).
 local function task_state(k, id, f)
   if not f[1] then return nil end
   if f[2] then return 'done' end
+  if redis.call('ZSCORE', k.input, id) then return 'input' end
   if redis.call('ZSCORE', k.work, id) then return 'work' end
   if redis.call('ZSCORE', k.scheduled, id) then return 'scheduled' end
   if f[3] then return 'dead' end
   return 'input'
 end
 
--- Take a waiting task out of input (O(n) on the list); returns 1, or 0 if absent.
+-- Take a waiting task out of input (O(log n); O(n) in an older version's list);
+-- returns 1, or 0 if absent.
 local function remove_from_input(k, id)
-  return redis.call('LREM', k.input, 1, id)
+  if redis.call('ZREM', k.input, id) == 1 then return 1 end
+  return redis.call('LREM', k.legacy, 1, id)
 end

@@ -1,16 +1,17 @@
 -- ack: attempts that succeeded; delete their tasks. One call acks a batch.
 -- A task enqueued with keep_result_s is kept instead, as done with its result, for
 -- that long; its done list (which expires with it) wakes the result's waiters.
--- KEYS: 1 work, 2 stats, 3 events
--- ARGV: 1 task key prefix, 2 done list prefix, then triples: id, token, result JSON
---       ('' = none: only tasks that keep their result send one)
+-- KEYS: 1 work, 2 stats, 3 rate, 4 events
+-- ARGV: 1 task key prefix, 2 done list prefix, 3 seconds the batch's attempts ran in
+--       all ('' = not known), then triples: id, token, result JSON ('' = none: only
+--       tasks that keep their result send one)
 -- Returns the ids refused because their lease is no longer ours (fenced: counted,
 -- nothing changed for them).
 local now = now_s()
 local prefix, done_prefix = ARGV[1], ARGV[2]
 -- Every undeclared key is read before the first write (see read_task).
 local held, keep = {}, {}
-for i = 3, #ARGV, 3 do
+for i = 4, #ARGV, 3 do
   local id = ARGV[i]
   held[i] = holds_lease(KEYS[1], prefix .. id, id, ARGV[i + 1])
   if held[i] and ARGV[i + 2] ~= '' then
@@ -19,7 +20,7 @@ for i = 3, #ARGV, 3 do
   end
 end
 local refused, completed = {}, 0
-for i = 3, #ARGV, 3 do
+for i = 4, #ARGV, 3 do
   local id = ARGV[i]
   local key = prefix .. id
   if held[i] then
@@ -47,5 +48,16 @@ if completed > 0 then
 end
 if #refused > 0 then
   redis.call('HINCRBY', KEYS[2], 'fenced', #refused)
+end
+-- A moving average of run time, each task weighing 5 %, for topics that have (or had)
+-- a rate limit: the operator sizes their pods by it.
+local n, ran = (#ARGV - 3) / 3, tonumber(ARGV[3])
+if n > 0 and ran and ran >= 0 then
+  local r = redis.call('HMGET', KEYS[3], 'limit', 'mean_run_s')
+  if r[1] then
+    local mean, batch = tonumber(r[2]), ran / n
+    mean = mean and mean + (1 - 0.95 ^ n) * (batch - mean) or batch
+    redis.call('HSET', KEYS[3], 'mean_run_s', fmt(mean))
+  end
 end
 return refused

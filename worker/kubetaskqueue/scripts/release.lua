@@ -8,11 +8,12 @@ if not holds_lease(KEYS[2], key, id, ARGV[3]) then
   return 0
 end
 redis.call('ZREM', KEYS[2], id)
+local priority = priority_of(redis.call('HGET', key, 'priority'))
 local attempts = redis.call('HINCRBY', key, 'attempts', -1)
 local now = now_s()
 redis.call('HSET', key, 'owner', '', 'ready_at', fmt(now))
 emit('TASK_RELEASED', id, attempts + 1, now, 'released at shutdown; attempt not counted')
--- Front of the queue: it was already waiting its turn once.
-redis.call('LPUSH', KEYS[1], id)
+-- Front of its priority: it was already waiting its turn once.
+join_input(KEYS[1], id, priority, true)
 wake_managers(KEYS[3], 1)
 return 1
