@@ -70,6 +70,10 @@ def test_redis_killed_and_frozen_loses_nothing(queue_redis: RedisProc, ledger: L
         pause_s = time.monotonic() - paused_at
         wait_until(lambda: topic_state(r, "work")["completed"] == OUTAGE_TASKS, 120, 0.2,
                    what="every task completed")
+        # The others may finish the work before a worker's own next call to the thawed
+        # Redis (a beat, or its blocked wait returning) logs that it is back.
+        wait_until(lambda: all(w.log().count("is reachable again") == 2 for w in workers), 30,
+                   what="every worker reconnected after the freeze")
     finally:
         for watch in watches:
             watch.stop()
