@@ -74,6 +74,8 @@ def test_redis_killed_and_frozen_loses_nothing(queue_redis: RedisProc, ledger: L
         # Redis (a beat, or its blocked wait returning) logs that it is back.
         wait_until(lambda: all(w.log().count("is reachable again") == 2 for w in workers), 30,
                    what="every worker reconnected after the freeze")
+        wait_until(lambda: all(w.went_down_and_back_up() for w in watches), 30,
+                   what="every /readyz ready again")
     finally:
         for watch in watches:
             watch.stop()
