@@ -8,22 +8,21 @@ import logging
 import sys
 from collections.abc import Callable
 from functools import wraps
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from .cli_enqueue import enqueue_file, wait_for
 from .cli_schedules import schedules
 from .cli_topics import add_topic_commands
-from .cluster import REDIS_ERRORS
-from .errors import KubeTaskQueueError, redis_error_text
 from .keys import PRIORITY_MAX, PRIORITY_MIN
 from .logs import configure_logging
-from .manager import Manager
 from .version import __version__
 
-# prometheus_client (with the HTTP server) and the dashboard are imported by the
-# commands that serve them, not at every start-up: `enqueue` is run in loops.
+if TYPE_CHECKING:
+    from .manager import Manager
+
+# The cli_*.py modules import the library (redis, pydantic, prometheus_client: most of
+# a start-up) in the commands that use it, so `--version` and `--help` need none of it.
 
 EXIT_OK = 0
 EXIT_RUNTIME_ERROR = 1
@@ -59,6 +58,9 @@ def runtime_errors(fn: F) -> F:
     """Turn library and Redis errors into one clear line on stderr and exit code 1."""
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from .cluster import REDIS_ERRORS
+        from .errors import KubeTaskQueueError, redis_error_text
+
         try:
             return fn(*args, **kwargs)
         except KubeTaskQueueError as exc:
@@ -93,6 +95,9 @@ def cli(ctx: click.Context, redis_url: str | None, namespace: str | None, log_fo
 
 def _manager(ctx: click.Context) -> Manager:
     """A producer/admin manager (no processors) from the global options."""
+    from .errors import KubeTaskQueueError
+    from .manager import Manager
+
     try:
         return Manager(ctx.obj["redis_url"], namespace=ctx.obj["namespace"])
     except KubeTaskQueueError as exc:
@@ -148,6 +153,8 @@ def enqueue(ctx: click.Context, topic: str, payload: str | None, lines: IO[str] 
             as_json: bool) -> None:
     """Enqueue one task with a JSON payload (prints its id), or with --file one task
     per line, in chunks of 1,000 (prints the count). Options apply to every task."""
+    from .cli_enqueue import enqueue_file, wait_for
+
     if lines is not None:
         if payload is not None:
             raise click.UsageError("give one JSON payload or --file PATH, not both")

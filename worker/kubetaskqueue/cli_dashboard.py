@@ -1,15 +1,10 @@
-"""`kubetaskqueue dashboard`: serve the web dashboard (kubetaskqueue.dashboard).
-
-cli.py imports this module once its group and helpers exist, which registers the
-command on it.
-"""
+"""`kubetaskqueue dashboard`: serve the web dashboard (kubetaskqueue.dashboard)."""
 
 from __future__ import annotations
 
 import click
 
 from .cli import _fail, _manager, cli, examples, runtime_errors
-from .settings import env_or_secret_file
 
 
 @cli.command(epilog=examples(
@@ -37,6 +32,7 @@ def dashboard(ctx: click.Context, port: int, host: str, allowed_hosts: tuple[str
               allow_actions: bool) -> None:
     """Serve the web dashboard: live topics and managers, dead tasks (read-only by default)."""
     from .dashboard import INSTALL_HINT, TOKEN_MIN_CHARS, missing_dependencies
+    from .settings import env_or_secret_file
 
     missing = missing_dependencies()
     if missing:

@@ -1,18 +1,17 @@
-"""`kubetaskqueue dead list|requeue|purge TOPIC`: the tasks that failed after all retries.
-
-cli.py imports this module once its group and helpers exist, which registers the
-commands on it.
-"""
+"""`kubetaskqueue dead list|requeue|purge TOPIC`: the tasks that failed after all retries."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
 
-from .admin import iter_dead, not_dead, purge_dead, requeue_dead, select_dead
 from .cli import _fail, _lasting_manager, _manager, cli, examples, runtime_errors
-from .errors import error_line
+
+if TYPE_CHECKING:
+    from .store import RedisStore
 
 
 @cli.group(epilog=examples(
@@ -36,6 +35,9 @@ def dead() -> None:
 @runtime_errors
 def dead_list(ctx: click.Context, topic: str, as_json: bool, error_contains: str | None) -> None:
     """List dead tasks of TOPIC, newest first."""
+    from .admin import iter_dead
+    from .errors import error_line
+
     count = 0
     for task in iter_dead(_manager(ctx).store, topic, error_contains):
         count += 1
@@ -48,14 +50,20 @@ def dead_list(ctx: click.Context, topic: str, as_json: bool, error_contains: str
         click.echo(f"{count} dead task(s)")
 
 
-def _selection(ids: tuple[str, ...], all_: bool) -> list[str] | None:
+def _act_on_dead(ctx: click.Context, verb: str, topic: str, ids: tuple[str, ...], all_: bool,
+                 error_contains: str | None, dry_run: bool,
+                 act: Callable[[RedisStore, str, list[str], bool], int]) -> None:
+    """What requeue and purge share: choose the dead tasks, ``act`` on them (or count),
+    report; given ids that were no dead task (see admin.not_dead) are named, exit 1."""
+    from .admin import not_dead, select_dead
+
+    store = _lasting_manager(ctx, f"dead {verb}").store
     if bool(ids) == all_:
         raise click.UsageError("give task ids or --all (not both)")
-    return None if all_ else list(ids)
-
-
-def _report_skipped(topic: str, missing: dict[str, str]) -> None:
-    """Given ids that were no dead task (see admin.not_dead) were skipped: say so, exit 1."""
+    missing = not_dead(store, topic, list(ids))
+    chosen = select_dead(store, topic, None if all_ else list(ids), error_contains)
+    n = act(store, topic, chosen, dry_run)
+    click.echo(f"{'would ' + verb if dry_run else verb + 'd'} {n} task(s)")
     if missing:
         _fail(f"not in the dead queue of {topic!r}, skipped: "
               + ", ".join(f"{task_id} ({state})" for task_id, state in missing.items()))
@@ -78,13 +86,9 @@ def dead_requeue(ctx: click.Context, topic: str, ids: tuple[str, ...], all_: boo
                  error_contains: str | None, dry_run: bool) -> None:
     """Move dead tasks back to input with a fresh retry budget. Given ids that are not
     dead are named (with where they are instead) and make the exit code 1."""
-    store = _lasting_manager(ctx, "dead requeue").store
-    selection = _selection(ids, all_)
-    missing = not_dead(store, topic, list(ids))
-    chosen = select_dead(store, topic, selection, error_contains)
-    n = requeue_dead(store, topic, chosen, dry_run)
-    click.echo(f"{'would requeue' if dry_run else 'requeued'} {n} task(s)")
-    _report_skipped(topic, missing)
+    from .admin import requeue_dead
+
+    _act_on_dead(ctx, "requeue", topic, ids, all_, error_contains, dry_run, requeue_dead)
 
 
 @dead.command("purge", epilog=examples(
@@ -101,10 +105,6 @@ def dead_purge(ctx: click.Context, topic: str, ids: tuple[str, ...], all_: bool,
                dry_run: bool) -> None:
     """Delete dead tasks for good. Given ids that are not dead are named (with where
     they are instead) and make the exit code 1."""
-    store = _lasting_manager(ctx, "dead purge").store
-    selection = _selection(ids, all_)
-    missing = not_dead(store, topic, list(ids))
-    chosen = select_dead(store, topic, selection, None)
-    n = purge_dead(store, topic, chosen, dry_run)
-    click.echo(f"{'would purge' if dry_run else 'purged'} {n} task(s)")
-    _report_skipped(topic, missing)
+    from .admin import purge_dead
+
+    _act_on_dead(ctx, "purge", topic, ids, all_, None, dry_run, purge_dead)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
-from .schedule_rules import iso_utc
-from .schedules import ScheduleView, read_schedules
+if TYPE_CHECKING:
+    from .schedules import ScheduleView
 
 COLUMNS = ("name", "topic", "rule", "last fire", "next fire", "managers")
 
@@ -22,6 +23,7 @@ def schedules(ctx: click.Context, as_json: bool) -> None:
     A schedule removed from every manager's code is not listed (and does not fire).
     """
     from .cli import _manager, runtime_errors  # cli.py imports this module, so not at the top
+    from .schedules import read_schedules
 
     @runtime_errors
     def show() -> None:
@@ -36,6 +38,8 @@ def schedules(ctx: click.Context, as_json: bool) -> None:
 
 
 def format_schedules(views: list[ScheduleView]) -> str:
+    from .schedule_rules import iso_utc
+
     rows = [COLUMNS]
     for v in views:
         last = "never" if v.last_fire is None else iso_utc(v.last_fire)

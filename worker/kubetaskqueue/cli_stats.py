@@ -1,8 +1,5 @@
 """`kubetaskqueue stats` (the counts per topic), `events` (the stream of what happens),
 and `demo`, which ends with the stats table.
-
-cli.py imports this module once its group and helpers exist, which registers the
-commands on it.
 """
 
 from __future__ import annotations

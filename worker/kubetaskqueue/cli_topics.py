@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from .manager import Manager
-from .queue_state import known_topics
-from .topics import TopicRow, drop_topic, list_topics
+if TYPE_CHECKING:
+    from .manager import Manager
+    from .topics import TopicRow
 
 Wrapper = Callable[[Callable[..., Any]], Callable[..., Any]]
 
@@ -63,6 +63,8 @@ def add_topic_commands(group: click.Group, manager_of: Callable[[click.Context],
     def topics(ctx: click.Context, as_json: bool) -> None:
         """List topics (enqueued to, or served by a live manager) with their managers,
         counts and controls."""
+        from .topics import list_topics
+
         if ctx.invoked_subcommand is not None:
             return
         manager = manager_of(ctx)
@@ -79,12 +81,16 @@ def add_topic_commands(group: click.Group, manager_of: Callable[[click.Context],
     def drop(ctx: click.Context, topic: str) -> None:
         """Forget TOPIC (its counters, events, pause and limit): only an empty topic that
         no live manager serves."""
+        from .topics import drop_topic
+
         drop_topic(changing_manager_of(ctx, "topics drop").store, topic)
         click.echo(f"dropped topic {topic!r}")
 
 
 def _note_unknown(manager: Manager, topic: str) -> str:
     """Pausing a topic before anything uses it is fine, but say so: it may be a typo."""
+    from .queue_state import known_topics
+
     if topic in known_topics(manager.store.client, manager.settings.namespace):
         return ""
     return " (nothing was enqueued to it yet)"

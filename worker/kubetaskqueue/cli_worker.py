@@ -1,8 +1,5 @@
 """`kubetaskqueue worker MODULE:ATTR` and `kubetaskqueue exporter`: the processes that run
 until SIGTERM and serve /metrics.
-
-cli.py imports this module once its group and helpers exist, which registers the
-commands on it.
 """
 
 from __future__ import annotations
@@ -18,16 +15,19 @@ from typing import TYPE_CHECKING
 import click
 
 from .cli import _manager, cli, examples, runtime_errors
-from .manager import Manager
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
     from prometheus_client import CollectorRegistry
 
+    from .manager import Manager
+
 
 def load_manager(path: str) -> Manager:
     """Import ``module:attr`` (from the current directory too) and check it is a Manager."""
+    from .manager import Manager
+
     module_name, _, attr = path.partition(":")
     if not module_name or not attr:
         raise click.BadParameter(f"{path!r} is not MODULE:ATTR (e.g. myapp.tasks:manager)")
