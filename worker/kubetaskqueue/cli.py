@@ -12,8 +12,6 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from .cli_schedules import schedules
-from .cli_topics import add_topic_commands
 from .keys import PRIORITY_MAX, PRIORITY_MIN
 from .logs import configure_logging
 from .version import __version__
@@ -179,10 +177,16 @@ def enqueue(ctx: click.Context, topic: str, payload: str | None, lines: IO[str] 
         wait_for(manager, topic, task_id, wait_s, keeps_result=keep_result_s is not None)
 
 
-cli.add_command(schedules)
-add_topic_commands(cli, _manager, _lasting_manager, examples, runtime_errors)
 # Each of these modules registers its commands on `cli` (so they import from here).
-from . import cli_dashboard, cli_dead, cli_stats, cli_tasks, cli_worker  # noqa: E402, F401
+from . import (  # noqa: E402, F401
+    cli_dashboard,
+    cli_dead,
+    cli_schedules,
+    cli_stats,
+    cli_tasks,
+    cli_topics,
+    cli_worker,
+)
 
 
 def main() -> None:

@@ -1,8 +1,4 @@
-"""`kubetaskqueue task show|delete TOPIC ID`: one task by id (Manager.task, Manager.delete).
-
-cli.py imports this module once its group and helpers exist, which registers the
-commands on it.
-"""
+"""`kubetaskqueue task show|delete TOPIC ID`: one task by id (Manager.task, Manager.delete)."""
 
 from __future__ import annotations
 
