@@ -9,12 +9,15 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 import redis
+from kubetaskqueue import Manager, Task
 
 T = TypeVar("T")
 
@@ -60,6 +63,33 @@ class Workers:
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
+
+
+def http_get(url: str) -> tuple[int, str]:
+    """Status and body of a GET (an error status too); (0, "") while nothing listens."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def run_mixed_outcomes(url: str, topic: str) -> Manager:
+    """A Manager on ``url`` that has run (burst) three tasks of ``topic``: two complete,
+    one fails both its attempts (one retried, then failed: two errors)."""
+    m = Manager(url, poll_interval_s=0.05)
+
+    @m.processor(topic)
+    def work(task: Task) -> None:
+        if task.payload == "bad":
+            raise ValueError("no")
+
+    m.enqueue_many(topic, ["ok", "ok"])
+    m.enqueue(topic, "bad", num_retries=1)
+    m.run(burst=True)
+    return m
 
 
 def free_port() -> int:

@@ -93,13 +93,16 @@ def make_metrics(port: int | None) -> OperatorMetrics:
         return NullMetrics()
     try:
         import prometheus_client
+        from kubetaskqueue.httpserver import start_http_server
     except ImportError:
         log.warning("prometheus-client is not installed; operator metrics are disabled")
         return NullMetrics()
     registry = prometheus_client.CollectorRegistry()
     metrics = PrometheusMetrics(registry)
     register_collector(registry)
-    prometheus_client.start_http_server(port, registry=registry)
+    # The worker's server, not prometheus_client's (which answers every path with the
+    # metrics): /metrics, /healthz, and 404 elsewhere, so a wrong scrape path shows.
+    start_http_server(port, registry, setting="--metrics-port")
     return metrics
 
 

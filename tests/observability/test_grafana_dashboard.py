@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from kubetaskqueue import Manager, Task
+from helpers import run_mixed_outcomes
 from kubetaskqueue.metrics import QueueStateCollector
 from kubetaskqueue_operator.metrics import PrometheusMetrics
 from prometheus_client import CollectorRegistry, generate_latest
@@ -98,16 +98,7 @@ def queries() -> list[tuple[str, str]]:
 def scrapes() -> str:
     """The /metrics text of a worker that ran tasks, the queue-state exporter on its
     Redis, and the operator after one round: what a Prometheus would have."""
-    m = Manager(f"memory://grafana-{uuid.uuid4().hex}", poll_interval_s=0.05)
-
-    @m.processor("email")
-    def send(task: Task) -> None:
-        if task.payload == "bad":
-            raise ValueError("no such mailbox")
-
-    m.enqueue_many("email", ["ok", "ok"])
-    m.enqueue("email", "bad", num_retries=1)
-    m.run(burst=True)
+    m = run_mixed_outcomes(f"memory://grafana-{uuid.uuid4().hex}", "email")
     exporter = CollectorRegistry()
     exporter.register(QueueStateCollector(m.store.client, m.settings.namespace))
     operator = CollectorRegistry()

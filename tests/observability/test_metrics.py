@@ -7,41 +7,21 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 
 import kubetaskqueue
 import pytest
 from click.testing import CliRunner
-from helpers import RedisServer, Workers, free_port, wait_until
-from kubetaskqueue import Manager, Task
+from helpers import RedisServer, Workers, free_port, run_mixed_outcomes, wait_until
+from helpers import http_get as get
+from kubetaskqueue import Manager
 from kubetaskqueue.cli import cli
 from kubetaskqueue.metrics import OUTCOMES, QueueStateCollector
 from prometheus_client import CollectorRegistry
 
 
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except OSError:
-        return 0, ""
-
-
 def test_worker_metrics_count_outcomes(any_url: str) -> None:
-    m = Manager(any_url, poll_interval_s=0.05)
-
-    @m.processor("t")
-    def work(task: Task) -> None:
-        if task.payload == "bad":
-            raise ValueError("no")
-
-    m.enqueue_many("t", ["ok", "ok"])
-    m.enqueue("t", "bad", num_retries=1)
-    m.run(burst=True)
+    m = run_mixed_outcomes(any_url, "t")
     value = m.metrics.registry.get_sample_value
     outcomes = {o: value("kubetaskqueue_tasks_processed_total", {"topic": "t", "outcome": o})
                 for o in OUTCOMES}

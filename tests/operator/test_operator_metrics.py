@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from helpers import free_port, http_get
 from kubetaskqueue_operator.metrics import NullMetrics, PrometheusMetrics, make_metrics
 
 prometheus_client = pytest.importorskip("prometheus_client")
@@ -31,3 +32,17 @@ def test_replicas_and_scale_total() -> None:
 
 def test_no_port_means_no_metrics_server() -> None:
     assert isinstance(make_metrics(None), NullMetrics)
+
+
+def test_the_metrics_port_serves_metrics_and_404_elsewhere() -> None:
+    # As the operator starts it (the server is a daemon thread, as there).
+    port = free_port()
+    make_metrics(port).replicas("jobs/pool", desired=4, current=2, max_replicas=10)
+    base = f"http://127.0.0.1:{port}"
+    status, body = http_get(f"{base}/metrics")
+    assert status == 200
+    assert 'kubetaskqueue_operator_desired_replicas{workerpool="jobs/pool"} 4.0' in body
+    # prometheus_client's own server answered every path with the metrics.
+    for typo in ("/", "/metric", "/metrics/x"):
+        assert http_get(f"{base}{typo}") == (
+            404, "not found; this port serves /metrics, /healthz\n"), typo

@@ -3,39 +3,40 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
-from .schedule_rules import iso_utc
-from .schedules import ScheduleView, read_schedules
+from .cli import _manager, cli, examples, runtime_errors
+
+if TYPE_CHECKING:
+    from .schedules import ScheduleView
 
 COLUMNS = ("name", "topic", "rule", "last fire", "next fire", "managers")
 
 
-@click.command(epilog="\b\nExamples:\n  kubetaskqueue schedules\n"
-               "  kubetaskqueue schedules --json\n")
+@cli.command(epilog=examples("kubetaskqueue schedules", "kubetaskqueue schedules --json"))
 @click.option("--json", "as_json", is_flag=True, help='Print {"schedules": [...]}')
 @click.pass_context
+@runtime_errors
 def schedules(ctx: click.Context, as_json: bool) -> None:
     """Schedules declared by live managers: rule, last and next fire time (UTC).
 
     A schedule removed from every manager's code is not listed (and does not fire).
     """
-    from .cli import _manager, runtime_errors  # cli.py imports this module, so not at the top
+    from .schedules import read_schedules
 
-    @runtime_errors
-    def show() -> None:
-        manager = _manager(ctx)
-        views = read_schedules(manager.store.client, manager.settings.namespace)
-        if as_json:
-            click.echo(json.dumps({"schedules": [v.as_dict() for v in views]}, sort_keys=True))
-        else:
-            click.echo(format_schedules(views))
-
-    show()
+    manager = _manager(ctx)
+    views = read_schedules(manager.store.client, manager.settings.namespace)
+    if as_json:
+        click.echo(json.dumps({"schedules": [v.as_dict() for v in views]}, sort_keys=True))
+    else:
+        click.echo(format_schedules(views))
 
 
 def format_schedules(views: list[ScheduleView]) -> str:
+    from .schedule_rules import iso_utc
+
     rows = [COLUMNS]
     for v in views:
         last = "never" if v.last_fire is None else iso_utc(v.last_fire)

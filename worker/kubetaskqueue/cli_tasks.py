@@ -1,18 +1,17 @@
-"""`kubetaskqueue task show|delete TOPIC ID`: one task by id (Manager.task, Manager.delete).
-
-cli.py imports this module once its group and helpers exist, which registers the
-commands on it.
-"""
+"""`kubetaskqueue task show|delete TOPIC ID`: one task by id (Manager.task, Manager.delete)."""
 
 from __future__ import annotations
 
 import json
 import time
+from typing import TYPE_CHECKING
 
 import click
 
 from .cli import _fail, _lasting_manager, _manager, cli, examples, runtime_errors
-from .task_info import TaskInfo
+
+if TYPE_CHECKING:
+    from .task_info import TaskInfo
 
 _UNKNOWN = ("never enqueued, deleted, or finished (a finished task stays only with "
             "--keep-result, for that long)")

@@ -1,90 +1,89 @@
-"""`kubetaskqueue pause|resume TOPIC`, `kubetaskqueue topics [drop TOPIC]`.
-
-cli.py hands in how it makes a producer Manager (one for reading, one for changes,
-which refuses memory://), its epilog helper and its error wrapper, so the commands
-share its options and exit codes without an import cycle.
-"""
+"""`kubetaskqueue pause|resume TOPIC`, `kubetaskqueue topics [drop TOPIC]`."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import click
 
-from .manager import Manager
-from .queue_state import known_topics
-from .topics import TopicRow, drop_topic, list_topics
+from .cli import _lasting_manager, _manager, cli, examples, runtime_errors
 
-Wrapper = Callable[[Callable[..., Any]], Callable[..., Any]]
+if TYPE_CHECKING:
+    from .manager import Manager
+    from .topics import TopicRow
 
 TOPIC_COLUMNS = ("paused", "max_queued", "managers", "input", "scheduled", "work", "dead")
 
 
-def add_topic_commands(group: click.Group, manager_of: Callable[[click.Context], Manager],
-                       changing_manager_of: Callable[[click.Context, str], Manager],
-                       examples: Callable[..., str], runtime_errors: Wrapper) -> None:
-    """Add pause, resume and topics to the ``kubetaskqueue`` command group."""
+@cli.command(epilog=examples(
+    "kubetaskqueue pause email      # managers stop claiming; enqueues still go in"))
+@click.argument("topic")
+@click.pass_context
+@runtime_errors
+def pause(ctx: click.Context, topic: str) -> None:
+    """Stop every manager claiming from TOPIC: enqueues still go in, in-flight tasks
+    finish, delayed tasks still become ready."""
+    manager = _lasting_manager(ctx, "pause")
+    new = _note_unknown(manager, topic)
+    if manager.pause(topic):
+        click.echo(f"paused topic {topic!r}{new}; `kubetaskqueue resume {topic}` undoes it")
+    else:
+        click.echo(f"topic {topic!r} was already paused")
 
-    @group.command(epilog=examples(
-        "kubetaskqueue pause email      # managers stop claiming; enqueues still go in"))
-    @click.argument("topic")
-    @click.pass_context
-    @runtime_errors
-    def pause(ctx: click.Context, topic: str) -> None:
-        """Stop every manager claiming from TOPIC: enqueues still go in, in-flight tasks
-        finish, delayed tasks still become ready."""
-        manager = changing_manager_of(ctx, "pause")
-        new = _note_unknown(manager, topic)
-        if manager.pause(topic):
-            click.echo(f"paused topic {topic!r}{new}; `kubetaskqueue resume {topic}` undoes it")
-        else:
-            click.echo(f"topic {topic!r} was already paused")
 
-    @group.command(epilog=examples(
-        "kubetaskqueue resume email     # idle managers wake at once"))
-    @click.argument("topic")
-    @click.pass_context
-    @runtime_errors
-    def resume(ctx: click.Context, topic: str) -> None:
-        """Let managers claim from TOPIC again (idle ones wake at once)."""
-        if changing_manager_of(ctx, "resume").resume(topic):
-            click.echo(f"resumed topic {topic!r}")
-        else:
-            click.echo(f"topic {topic!r} was not paused")
+@cli.command(epilog=examples(
+    "kubetaskqueue resume email     # idle managers wake at once"))
+@click.argument("topic")
+@click.pass_context
+@runtime_errors
+def resume(ctx: click.Context, topic: str) -> None:
+    """Let managers claim from TOPIC again (idle ones wake at once)."""
+    if _lasting_manager(ctx, "resume").resume(topic):
+        click.echo(f"resumed topic {topic!r}")
+    else:
+        click.echo(f"topic {topic!r} was not paused")
 
-    @group.group(epilog=examples("kubetaskqueue topics", "kubetaskqueue topics --json",
-                                 "kubetaskqueue topics drop emial"),
-                 invoke_without_command=True)
-    @click.option("--json", "as_json", is_flag=True, help="A JSON list, one object a topic")
-    @click.pass_context
-    @runtime_errors
-    def topics(ctx: click.Context, as_json: bool) -> None:
-        """List topics (enqueued to, or served by a live manager) with their managers,
-        counts and controls."""
-        if ctx.invoked_subcommand is not None:
-            return
-        manager = manager_of(ctx)
-        rows = list_topics(manager.store.client, manager.settings.namespace)
-        if as_json:
-            click.echo(json.dumps([r.as_dict() for r in rows], sort_keys=True))
-        else:
-            click.echo(format_topics_table(rows))
 
-    @topics.command("drop", epilog=examples("kubetaskqueue topics drop emial"))
-    @click.argument("topic")
-    @click.pass_context
-    @runtime_errors
-    def drop(ctx: click.Context, topic: str) -> None:
-        """Forget TOPIC (its counters, events, pause and limit): only an empty topic that
-        no live manager serves."""
-        drop_topic(changing_manager_of(ctx, "topics drop").store, topic)
-        click.echo(f"dropped topic {topic!r}")
+@cli.group(epilog=examples("kubetaskqueue topics", "kubetaskqueue topics --json",
+                           "kubetaskqueue topics drop emial"),
+           invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="A JSON list, one object a topic")
+@click.pass_context
+@runtime_errors
+def topics(ctx: click.Context, as_json: bool) -> None:
+    """List topics (enqueued to, or served by a live manager) with their managers,
+    counts and controls."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from .topics import list_topics
+
+    manager = _manager(ctx)
+    rows = list_topics(manager.store.client, manager.settings.namespace)
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in rows], sort_keys=True))
+    else:
+        click.echo(format_topics_table(rows))
+
+
+@topics.command("drop", epilog=examples("kubetaskqueue topics drop emial"))
+@click.argument("topic")
+@click.pass_context
+@runtime_errors
+def drop(ctx: click.Context, topic: str) -> None:
+    """Forget TOPIC (its counters, events, pause and limit): only an empty topic that
+    no live manager serves."""
+    from .topics import drop_topic
+
+    drop_topic(_lasting_manager(ctx, "topics drop").store, topic)
+    click.echo(f"dropped topic {topic!r}")
 
 
 def _note_unknown(manager: Manager, topic: str) -> str:
     """Pausing a topic before anything uses it is fine, but say so: it may be a typo."""
+    from .queue_state import known_topics
+
     if topic in known_topics(manager.store.client, manager.settings.namespace):
         return ""
     return " (nothing was enqueued to it yet)"

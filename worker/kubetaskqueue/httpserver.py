@@ -58,11 +58,13 @@ def _paths(with_readiness: bool) -> str:
 
 def start_http_server(port: int, registry: CollectorRegistry,
                       readiness: Callable[[], tuple[bool, str]] | None = None,
-                      host: str = "0.0.0.0") -> WSGIServer:
+                      host: str = "0.0.0.0",
+                      setting: str = "--http-port, KUBETASKQUEUE_HTTP_PORT") -> WSGIServer:
     """Serve in a daemon thread; returns the server (``server.shutdown()`` stops it).
 
-    A port that cannot be bound raises ConfigError: a worker without /healthz and
-    /readyz would fail its probes with no clear cause. Port 0 binds any free port.
+    A port that cannot be bound raises ConfigError naming ``setting`` (where the port
+    was chosen): a worker without /healthz and /readyz would fail its probes with no
+    clear cause. Port 0 binds any free port.
     """
     paths = _paths(readiness is not None)
     try:
@@ -70,8 +72,7 @@ def start_http_server(port: int, registry: CollectorRegistry,
                              server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
     except OSError as exc:
         raise ConfigError(f"cannot serve {paths} on port {port}: {exc.strerror or exc}; free "
-                          "the port or pick another (--http-port, KUBETASKQUEUE_HTTP_PORT)"
-                          ) from exc
+                          f"the port or pick another ({setting})") from exc
     threading.Thread(target=server.serve_forever, name="kubetaskqueue-http",
                      daemon=True).start()
     log.info("serving %s on port %d", paths, server.server_port)
