@@ -1,49 +1,70 @@
-"""A/B of the producer path between two checkouts of the library, against one Redis.
+"""A/B of the producer path between two checkouts of the library, alternating on one
+redis-server.
 
-    python bench/enqueue_ab.py <path/to/worker> [redis-url]
+    python -m bench.enqueue_ab <path/to/old/worker> <path/to/new/worker> [pairs] [tasks]
 
-Prints the median of 5 runs: enqueue() of 3,000 single tasks, and enqueue_many()
-of 10 x 2,000. Run it alternately with the old and the new tree's worker/ folder.
+Enqueues as bench.run does (``python -m bench.enqueue``: ``enqueue_many`` of 1,000 a
+call, then single ``enqueue`` calls, each timed after connecting) with the old tree,
+then the new one, ``pairs`` times (default 3; 20,000 batched and a quarter as many
+single tasks), so both see the same load on a shared machine. Prints one line per run
+and the medians: tasks/s, Redis commands per task (inside Lua included) and
+redis-server CPU µs per task for each mode, with the load average before each run.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
+import subprocess
 import sys
-import time
 
-sys.path.insert(0, sys.argv[1])  # the library under test wins over the installed one
+from bench.redisserver import RedisServer
 
-import redis
-from kubetaskqueue import Manager
-
-URL = sys.argv[2] if len(sys.argv) > 2 else "redis://127.0.0.1:6379/9"
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIELDS = ("batch_per_s", "batch_cmds", "batch_redis_us", "single_per_s", "single_cmds",
+          "single_redis_us")
 
 
-def single(m: Manager, n: int = 3000) -> float:
-    start = time.perf_counter()
-    for i in range(n):
-        m.enqueue("ab", {"i": i})
-    return n / (time.perf_counter() - start)
+def loadavg() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
 
 
-def batch(m: Manager, n: int = 2000, k: int = 10) -> float:
-    start = time.perf_counter()
-    for _ in range(k):
-        m.enqueue_many("ab", [{"i": i} for i in range(n)])
-    return n * k / (time.perf_counter() - start)
+def enqueue(redis: RedisServer, worker_dir: str, mode: str, n: int) -> tuple[float, ...]:
+    """(tasks/s, Redis commands per task, redis-server CPU µs per task) of one mode."""
+    redis.flush()
+    env = dict(os.environ, BENCH_REDIS_URL=redis.url,
+               PYTHONPATH=os.pathsep.join([worker_dir, REPO]))
+    before, cpu0 = redis.commands(), redis.cpu_s()
+    out = subprocess.run([sys.executable, "-m", "bench.enqueue", "kubetaskqueue", mode, str(n)],
+                         env=env, cwd=REPO, check=True, capture_output=True, text=True)
+    cpu = redis.cpu_s() - cpu0  # includes the child's start-up: a PING and a SCRIPT LOAD
+    cmds = sum(RedisServer.delta(before, redis.commands()).values())
+    seconds = float(json.loads(out.stdout.strip().splitlines()[-1])["seconds"])
+    return n / seconds, cmds / n, cpu / n * 1e6
 
 
 def main() -> None:
-    r = redis.Redis.from_url(URL)
-    r.flushdb()
-    m = Manager(URL)
-    singles, batches = [], []
-    for _ in range(5):
-        singles.append(single(m))
-        batches.append(batch(m))
-        r.flushdb()
-    print(f"single {statistics.median(singles):.0f}/s batch {statistics.median(batches):.0f}/s")
+    old, new = sys.argv[1], sys.argv[2]
+    pairs = int(sys.argv[3]) if len(sys.argv) > 3 else 3
+    n = int(sys.argv[4]) if len(sys.argv) > 4 else 20_000
+    redis = RedisServer()
+    runs: dict[str, list[tuple[float, ...]]] = {"old": [], "new": []}
+    try:
+        for i in range(pairs):
+            for name, tree in (("old", old), ("new", new)):
+                load = loadavg()
+                row = (*enqueue(redis, tree, "batch", n), *enqueue(redis, tree, "single", n // 4))
+                runs[name].append(row)
+                print(f"pair {i + 1} {name}: " + ", ".join(
+                    f"{k} {v:,.2f}" for k, v in zip(FIELDS, row, strict=True))
+                    + f"  (load {load})", flush=True)
+    finally:
+        redis.stop()
+    for name, rows in runs.items():
+        print(f"median {name}: " + ", ".join(
+            f"{k} {statistics.median(r[j] for r in rows):,.2f}" for j, k in enumerate(FIELDS)))
 
 
 if __name__ == "__main__":
