@@ -13,8 +13,9 @@ from helpers import wait_until
 from kubetaskqueue import Manager, Task, defaults
 from kubetaskqueue.cli import cli
 from kubetaskqueue.metrics import QueueStateCollector
+from kubetaskqueue.producer import NewTasks
 from kubetaskqueue.queue_state import read_queue_state
-from kubetaskqueue.store import NewTask, RedisStore, connect
+from kubetaskqueue.store import RedisStore, connect
 from prometheus_client import CollectorRegistry
 
 TOPIC = "jobs"
@@ -26,7 +27,7 @@ def store_for(url: str, **retention: Any) -> RedisStore:
 
 def bury(store: RedisStore, ids: list[str]) -> None:
     """Enqueue, claim and fail each task once (no retries): dead, in this order."""
-    store.enqueue(TOPIC, [NewTask(i, '{"n": 1}', 0, None, 0.0) for i in ids])
+    store.enqueue(TOPIC, NewTasks(ids, ['{"n": 1}'] * len(ids)))
     _, rows = store.claim(TOPIC, len(ids), 30, "m1")
     for row in rows:
         assert store.fail(TOPIC, row.id, row.token, f"boom {row.id}", 0) == "dead"
@@ -102,7 +103,7 @@ def test_poison_found_by_the_reaper_keeps_the_cap(any_url: str) -> None:
     store = store_for(any_url, dead_max_tasks=2)
     bury(store, ["a", "b"])
     store._next_dead_sweep[TOPIC] = time.monotonic() + 3600  # no sweep: only the death trims
-    store.enqueue(TOPIC, [NewTask("p", "{}", 0, None, 0.0)])
+    store.enqueue(TOPIC, NewTasks(["p"], ["{}"]))
     store.claim(TOPIC, 1, 0.05, "m1")
     start = redis_now(store)
     wait_until(lambda: redis_now(store) > start + 0.1, what="the lease expired")
@@ -168,7 +169,7 @@ def test_sweep_trims_deaths_that_did_not_trim_themselves(any_url: str) -> None:
     """A malformed task goes dead inside the claim script, which does not trim."""
     store = store_for(any_url, dead_max_tasks=1)
     bury(store, ["a"])
-    store.enqueue(TOPIC, [NewTask("m", "{}", 0, None, 0.0)])
+    store.enqueue(TOPIC, NewTasks(["m"], ["{}"]))
     store.client.hset(store.keys(TOPIC).task("m"), "token", "not a number")
     assert store.claim(TOPIC, 1, 30, "m1")[1] == []
     assert dead_ids(store) == ["m", "a"]

@@ -12,8 +12,9 @@ from click.testing import CliRunner
 from helpers import wait_until
 from kubetaskqueue import Manager, Task
 from kubetaskqueue.cli import cli
+from kubetaskqueue.producer import NewTasks
 from kubetaskqueue.queue_state import read_queue_state
-from kubetaskqueue.store import NewTask, RedisStore, connect
+from kubetaskqueue.store import RedisStore, connect
 
 TOPIC = "jobs"
 
@@ -23,8 +24,14 @@ def store(any_url: str) -> RedisStore:
     return RedisStore(connect(any_url))
 
 
-def new(task_id: str, priority: int = 0, delay_s: float = 0.0) -> NewTask:
-    return NewTask(task_id, "{}", 3, None, delay_s, priority=priority)
+def new(*ids: str, priority: int = 0, delay_s: float = 0.0) -> NewTasks:
+    return NewTasks(list(ids), ["{}"] * len(ids), 3, None, delay_s, priority=priority)
+
+
+def enqueue(store: RedisStore, *batches: NewTasks) -> None:
+    """One call per batch: the tasks of a call share their priority and delay."""
+    for batch in batches:
+        store.enqueue(TOPIC, batch)
 
 
 def claim_ids(store: RedisStore, n: int = 100, ttl_s: float = 30.0) -> list[str]:
@@ -48,18 +55,19 @@ def test_priority_9_queued_after_40_priority_0_runs_first_on_one_slot(any_url: s
 
 
 def test_bands_in_order_fifo_within_each_and_at_the_extremes(store: RedisStore) -> None:
-    store.enqueue(TOPIC, [new("low-a", -5), new("low-b", -5)])
-    store.enqueue(TOPIC, [new("mid-a"), new("top-a", 100), new("mid-b"), new("bottom", -100)])
-    store.enqueue(TOPIC, [new("top-b", 100), new("high", 3)])
+    store.enqueue(TOPIC, new("low-a", "low-b", priority=-5))
+    enqueue(store, new("mid-a"), new("top-a", priority=100), new("mid-b"),
+            new("bottom", priority=-100))
+    enqueue(store, new("top-b", priority=100), new("high", priority=3))
     assert claim_ids(store, 3) == ["top-a", "top-b", "high"]
-    store.enqueue(TOPIC, [new("top-c", 100)])  # joins behind nobody: its band is empty again
+    store.enqueue(TOPIC, new("top-c", priority=100))  # joins behind nobody: its band is empty again
     assert claim_ids(store) == ["top-c", "mid-a", "mid-b", "low-a", "low-b", "bottom"]
 
 
 def test_a_claim_merges_due_scheduled_tasks_by_priority(store: RedisStore) -> None:
-    store.enqueue(TOPIC, [new("ready-0"), new("ready-1", 1)])
-    store.enqueue(TOPIC, [new("due-5", 5, delay_s=0.01), new("due-0", 0, delay_s=0.01),
-                          new("later", 9, delay_s=3600)])
+    enqueue(store, new("ready-0"), new("ready-1", priority=1))
+    enqueue(store, new("due-5", priority=5, delay_s=0.01), new("due-0", delay_s=0.01),
+            new("later", priority=9, delay_s=3600))
     time.sleep(0.02)  # a Redis-clock due time; the claim reads it, no state is assumed
     assert claim_ids(store, 2) == ["due-5", "ready-1"]
     assert claim_ids(store) == ["ready-0", "due-0"]  # promoted behind the older priority 0
@@ -76,10 +84,10 @@ def test_priority_out_of_bounds_or_not_an_int_is_refused(any_url: str, priority:
 
 
 def test_a_retried_task_keeps_its_priority(store: RedisStore) -> None:
-    store.enqueue(TOPIC, [new("a", 7)])
+    store.enqueue(TOPIC, new("a", priority=7))
     _, [row] = store.claim(TOPIC, 1, 30, "w-1-aaaaaaaa")
     assert row.priority == "7"
-    store.enqueue(TOPIC, [new("b", 0), new("c", 7)])
+    enqueue(store, new("b"), new("c", priority=7))
     assert store.fail(TOPIC, "a", row.token, "boom", 0.0) == "retried"
     assert claim_ids(store, 1) == ["c"]  # a retry joins the back of its priority
     _, [again] = store.claim(TOPIC, 1, 30, "w-1-aaaaaaaa")
@@ -92,20 +100,20 @@ def test_a_retried_task_keeps_its_priority(store: RedisStore) -> None:
 
 
 def test_a_lost_or_released_task_goes_to_the_front_of_its_priority(store: RedisStore) -> None:
-    store.enqueue(TOPIC, [new("lost", 2), new("released", 2), new("next", 2), new("zero")])
+    enqueue(store, new("lost", "released", "next", priority=2), new("zero"))
     _, rows = store.claim(TOPIC, 2, 0.05, "w-1-aaaaaaaa")
     assert [r.id for r in rows] == ["lost", "released"]
     assert store.release(TOPIC, "released", rows[1].token)
-    store.enqueue(TOPIC, [new("top", 9)])
+    store.enqueue(TOPIC, new("top", priority=9))
     wait_until(lambda: store.reap(TOPIC, 3) == (1, 0), what="the lease of 'lost' reaped")
     assert claim_ids(store) == ["top", "lost", "released", "next", "zero"]
 
 
 def test_dead_requeue_keeps_the_priority(store: RedisStore) -> None:
-    store.enqueue(TOPIC, [new("doomed", 4)])
+    store.enqueue(TOPIC, new("doomed", priority=4))
     _, [row] = store.claim(TOPIC, 1, 30, "w-1-aaaaaaaa")
     assert store.fail(TOPIC, "doomed", row.token, "boom", 0.0, bury=True) == "dead"
-    store.enqueue(TOPIC, [new("plain"), new("four", 4)])
+    enqueue(store, new("plain"), new("four", priority=4))
     assert store.dead_requeue(TOPIC, ["doomed"]) == 1
     assert claim_ids(store) == ["four", "doomed", "plain"]
 
@@ -120,7 +128,7 @@ def test_ids_an_older_version_left_in_the_input_list_are_claimed(store: RedisSto
                                                              if priority else {}))
         store.client.rpush(k.legacy_input, task_id)
     store.client.rpush(k.legacy_input, "purged-meanwhile")  # an id without a hash: dropped
-    store.enqueue(TOPIC, [new("new-a")])
+    store.enqueue(TOPIC, new("new-a"))
     state = read_queue_state(store.client, topics=[TOPIC]).topics[TOPIC]
     assert state.input == 4
     assert state.oldest_ready_age_s is not None and state.oldest_ready_age_s > 1e9
@@ -129,9 +137,9 @@ def test_ids_an_older_version_left_in_the_input_list_are_claimed(store: RedisSto
 
 
 def test_oldest_ready_age_looks_past_the_highest_priority(store: RedisStore) -> None:
-    store.enqueue(TOPIC, [new("waiting", -3)])
+    store.enqueue(TOPIC, new("waiting", priority=-3))
     time.sleep(0.2)
-    store.enqueue(TOPIC, [new("fresh", 50), new("fresh-0")])
+    enqueue(store, new("fresh", priority=50), new("fresh-0"))
     age = read_queue_state(store.client, topics=[TOPIC]).topics[TOPIC].oldest_ready_age_s
     assert age is not None and age >= 0.2
 

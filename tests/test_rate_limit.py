@@ -11,9 +11,10 @@ import pytest
 import redis
 from helpers import Workers, wait_until
 from kubetaskqueue import Manager, Task
+from kubetaskqueue.producer import NewTasks
 from kubetaskqueue.queue_state import read_queue_state
 from kubetaskqueue.ratelimit import RateLimit
-from kubetaskqueue.store import NewTask, RedisStore, connect
+from kubetaskqueue.store import RedisStore, connect
 
 TOPIC = "limited"
 
@@ -30,8 +31,8 @@ def workers(redis_url: str) -> Iterator[Workers]:
     pool.stop_all()
 
 
-def tasks(n: int) -> list[NewTask]:
-    return [NewTask(f"t{i:03d}", '{"s": 0}', 0, None, 0.0) for i in range(n)]
+def tasks(n: int) -> NewTasks:
+    return NewTasks([f"t{i:03d}" for i in range(n)], ['{"s": 0}'] * n)
 
 
 def declare(store: RedisStore, manager_id: str, spec: str, lapse_s: float = 30.0,

@@ -7,8 +7,9 @@ import time
 import pytest
 from helpers import wait_until
 from kubetaskqueue.errors import DuplicateTaskError
+from kubetaskqueue.producer import NewTasks
 from kubetaskqueue.queue_state import read_queue_state
-from kubetaskqueue.store import NewTask, RedisStore, connect
+from kubetaskqueue.store import RedisStore, connect
 
 TOPIC = "jobs"
 
@@ -18,8 +19,8 @@ def store(any_url: str) -> RedisStore:
     return RedisStore(connect(any_url), "ktq")
 
 
-def new(task_id: str, retries: int = 0, delay_s: float = 0.0) -> NewTask:
-    return NewTask(task_id, '{"n": 1}', retries, None, delay_s)
+def new(*ids: str, retries: int = 0, delay_s: float = 0.0) -> NewTasks:
+    return NewTasks(list(ids), ['{"n": 1}'] * len(ids), retries, None, delay_s)
 
 
 def redis_now(store: RedisStore) -> float:
@@ -34,7 +35,7 @@ def counts(store: RedisStore) -> dict[str, int]:
 
 
 def test_enqueue_then_claim_leases_fifo(store: RedisStore) -> None:
-    store.enqueue(TOPIC, [new("a"), new("b"), new("c")])
+    store.enqueue(TOPIC, new("a", "b", "c"))
     _, rows = store.claim(TOPIC, 2, 30, "m1")
     assert [r.id for r in rows] == ["a", "b"]
     assert [r.attempts for r in rows] == [1, 1]
@@ -46,15 +47,15 @@ def test_enqueue_then_claim_leases_fifo(store: RedisStore) -> None:
 
 
 def test_duplicate_id_rejected_and_batch_writes_nothing(store: RedisStore) -> None:
-    store.enqueue(TOPIC, [new("a")])
+    store.enqueue(TOPIC, new("a"))
     with pytest.raises(DuplicateTaskError, match="'a' already exists"):
-        store.enqueue(TOPIC, [new("z"), new("a")])
+        store.enqueue(TOPIC, new("z", "a"))
     assert counts(store)["input"] == 1
     assert not store.client.exists(store.keys(TOPIC).task("z"))
 
 
 def test_ack_deletes_and_counts(store: RedisStore) -> None:
-    store.enqueue(TOPIC, [new("a")])
+    store.enqueue(TOPIC, new("a"))
     _, [row] = store.claim(TOPIC, 1, 30, "m1")
     assert store.ack(TOPIC, "a", row.token) is True
     c = counts(store)
@@ -63,7 +64,7 @@ def test_ack_deletes_and_counts(store: RedisStore) -> None:
 
 
 def test_stale_token_is_fenced(store: RedisStore) -> None:
-    store.enqueue(TOPIC, [new("a", retries=1)])
+    store.enqueue(TOPIC, new("a", retries=1))
     _, [first] = store.claim(TOPIC, 1, 0.05, "m1")
     time.sleep(0.1)
     assert store.reap(TOPIC, 3) == (1, 0)  # lease expired: a worker loss, back in input
@@ -78,7 +79,7 @@ def test_stale_token_is_fenced(store: RedisStore) -> None:
 
 
 def test_fail_retries_with_delay_then_dead_after_num_retries_plus_one(store: RedisStore) -> None:
-    store.enqueue(TOPIC, [new("a", retries=1)])
+    store.enqueue(TOPIC, new("a", retries=1))
     _, [row] = store.claim(TOPIC, 1, 30, "m1")
     assert store.fail(TOPIC, "a", row.token, "boom 1", 0.2) == "retried"
     due_in, rows = store.claim(TOPIC, 1, 30, "m1")
@@ -97,13 +98,13 @@ def test_fail_retries_with_delay_then_dead_after_num_retries_plus_one(store: Red
 
 
 def test_bury_sends_to_dead_whatever_retries_remain(store: RedisStore) -> None:
-    store.enqueue(TOPIC, [new("a", retries=5)])
+    store.enqueue(TOPIC, new("a", retries=5))
     _, [row] = store.claim(TOPIC, 1, 30, "m1")
     assert store.fail(TOPIC, "a", row.token, "malformed", 0, bury=True) == "dead"
 
 
 def test_extend_renews_only_valid_leases(store: RedisStore) -> None:
-    store.enqueue(TOPIC, [new("a"), new("b")])
+    store.enqueue(TOPIC, new("a", "b"))
     _, rows = store.claim(TOPIC, 2, 0.2, "m1")
     work = store.keys(TOPIC).work
     first_deadline = max(store.client.zscore(work, r.id) for r in rows)
@@ -117,7 +118,7 @@ def test_extend_renews_only_valid_leases(store: RedisStore) -> None:
 
 def test_an_expired_lease_is_a_worker_loss_and_the_poison_cap_ends_it(
         store: RedisStore) -> None:
-    store.enqueue(TOPIC, [new("poison", retries=0)])
+    store.enqueue(TOPIC, new("poison", retries=0))
     for expected in [(1, 0), (1, 0), (0, 1)]:  # max_worker_losses 2: the third loss is fatal
         store.claim(TOPIC, 1, 0.01, "m-killed")
         time.sleep(0.03)
@@ -132,7 +133,7 @@ def test_an_expired_lease_is_a_worker_loss_and_the_poison_cap_ends_it(
 
 
 def test_release_returns_to_front_without_counting_an_attempt(store: RedisStore) -> None:
-    store.enqueue(TOPIC, [new("a"), new("b")])
+    store.enqueue(TOPIC, new("a", "b"))
     _, [row] = store.claim(TOPIC, 1, 30, "m1")
     assert store.release(TOPIC, "a", row.token) is True
     assert store.release(TOPIC, "a", row.token) is False
@@ -141,7 +142,7 @@ def test_release_returns_to_front_without_counting_an_attempt(store: RedisStore)
 
 
 def test_delayed_enqueue_is_scheduled(store: RedisStore) -> None:
-    store.enqueue(TOPIC, [new("later", delay_s=60)])
+    store.enqueue(TOPIC, new("later", delay_s=60))
     due_in, rows = store.claim(TOPIC, 5, 30, "m1")
     assert rows == [] and due_in is not None and 59 < due_in <= 60
     state = read_queue_state(store.client, "ktq", [TOPIC]).topics[TOPIC]
@@ -149,7 +150,7 @@ def test_delayed_enqueue_is_scheduled(store: RedisStore) -> None:
 
 
 def test_dead_requeue_and_purge(store: RedisStore) -> None:
-    store.enqueue(TOPIC, [new("a"), new("b")])
+    store.enqueue(TOPIC, new("a", "b"))
     for row in store.claim(TOPIC, 2, 30, "m1")[1]:
         store.fail(TOPIC, row.id, row.token, "boom", 0)
     assert counts(store)["dead"] == 2
@@ -162,21 +163,21 @@ def test_dead_requeue_and_purge(store: RedisStore) -> None:
 
 
 def test_claim_skips_ids_whose_task_was_deleted(store: RedisStore) -> None:
-    store.enqueue(TOPIC, [new("a"), new("b")])
+    store.enqueue(TOPIC, new("a", "b"))
     store.client.delete(store.keys(TOPIC).task("a"))
     _, rows = store.claim(TOPIC, 2, 30, "m1")
     assert [r.id for r in rows] == ["b"]
 
 
 def test_inspect_reports_oldest_ready_age(store: RedisStore) -> None:
-    store.enqueue(TOPIC, [new("a")])
+    store.enqueue(TOPIC, new("a"))
     time.sleep(0.1)
     state = read_queue_state(store.client, "ktq").topics[TOPIC]
     assert state.oldest_ready_age_s is not None and state.oldest_ready_age_s >= 0.09
 
 
 def test_claim_buries_a_task_with_corrupt_counters_and_keeps_the_others(store: RedisStore) -> None:
-    store.enqueue(TOPIC, [new("ok1"), new("bad"), new("ok2")])
+    store.enqueue(TOPIC, new("ok1", "bad", "ok2"))
     store.client.hset(store.keys(TOPIC).task("bad"), "attempts", "1.5")
     _, rows = store.claim(TOPIC, 3, 30, "m1")
     assert [r.id for r in rows] == ["ok1", "ok2"]
@@ -186,7 +187,7 @@ def test_claim_buries_a_task_with_corrupt_counters_and_keeps_the_others(store: R
 
 
 def test_ack_many_acks_a_batch_and_reports_fenced_ids(store: RedisStore) -> None:
-    store.enqueue(TOPIC, [new("a"), new("b"), new("c")])
+    store.enqueue(TOPIC, new("a", "b", "c"))
     _, rows = store.claim(TOPIC, 3, 30, "m1")
     leases = [(r.id, r.token) for r in rows]
     leases[1] = ("b", "stale")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from helpers import LEASE_TTL_S, Workers, wait_until
 from kubetaskqueue import Manager
+from kubetaskqueue.producer import NewTasks
 from kubetaskqueue.queue_state import read_lease_owners, read_queue_state, release_lost_managers
-from kubetaskqueue.store import NewTask, RedisStore, connect
+from kubetaskqueue.store import RedisStore, connect
 
 TOPIC = "jobs"
 NS = "ktq"
@@ -17,8 +18,8 @@ def store(any_url: str) -> RedisStore:
     return RedisStore(connect(any_url), NS)
 
 
-def new(task_id: str, retries: int = 0) -> NewTask:
-    return NewTask(task_id, '{"n": 1}', retries, None, 0.0)
+def new(*ids: str, retries: int = 0) -> NewTasks:
+    return NewTasks(list(ids), ['{"n": 1}'] * len(ids), retries)
 
 
 def field(store: RedisStore, task_id: str, name: str, topic: str = TOPIC) -> str | None:
@@ -38,7 +39,7 @@ def counters(store: RedisStore) -> dict[str, int]:
 
 
 def test_an_expired_lease_requeues_without_spending_a_retry(store: RedisStore) -> None:
-    store.enqueue(TOPIC, [new("a", retries=0)])
+    store.enqueue(TOPIC, new("a", retries=0))
     store.claim(TOPIC, 1, 0.01, "w-1-aaaaaaaa")
     assert reap_expired(store, 3) == (1, 0)
     assert store.client.zrange(store.keys(TOPIC).input, 0, -1) == ["a"]
@@ -57,7 +58,7 @@ def test_an_expired_lease_requeues_without_spending_a_retry(store: RedisStore) -
 
 
 def test_max_worker_losses_zero_makes_the_first_loss_fatal(store: RedisStore) -> None:
-    store.enqueue(TOPIC, [new("a", retries=5)])
+    store.enqueue(TOPIC, new("a", retries=5))
     store.claim(TOPIC, 1, 0.01, "w-1-aaaaaaaa")
     assert reap_expired(store, 0) == (0, 1)
     error = field(store, "a", "last_error") or ""
@@ -69,7 +70,7 @@ def test_max_worker_losses_zero_makes_the_first_loss_fatal(store: RedisStore) ->
 
 
 def test_the_loss_after_max_worker_losses_is_poison(store: RedisStore) -> None:
-    store.enqueue(TOPIC, [new("a", retries=0)])
+    store.enqueue(TOPIC, new("a", retries=0))
     for expected in [(1, 0)] * 3 + [(0, 1)]:
         _, [row] = store.claim(TOPIC, 1, 0.01, "w-1-aaaaaaaa")
         assert row.attempts == 1  # every run is still the first attempt
@@ -80,7 +81,7 @@ def test_the_loss_after_max_worker_losses_is_poison(store: RedisStore) -> None:
 
 
 def test_failures_still_spend_retries(store: RedisStore) -> None:
-    store.enqueue(TOPIC, [new("a", retries=1)])
+    store.enqueue(TOPIC, new("a", retries=1))
     for expected in ("retried", "dead"):
         _, [row] = store.claim(TOPIC, 1, 30, "w-1-aaaaaaaa")
         assert store.fail(TOPIC, "a", row.token, "boom", 0) == expected
@@ -88,8 +89,8 @@ def test_failures_still_spend_retries(store: RedisStore) -> None:
 
 
 def test_owners_are_read_from_the_leases_per_manager(store: RedisStore) -> None:
-    store.enqueue(TOPIC, [new(f"j{i}") for i in range(3)])
-    store.enqueue("mail", [new(f"m{i}") for i in range(2)])
+    store.enqueue(TOPIC, new("j0", "j1", "j2"))
+    store.enqueue("mail", new("m0", "m1"))
     store.claim(TOPIC, 2, 30, "w-1-aaaaaaaa")
     store.claim(TOPIC, 1, 30, "w-10-bbbbbbbb")
     store.claim("mail", 2, 30, "w-1-aaaaaaaa")
@@ -99,7 +100,7 @@ def test_owners_are_read_from_the_leases_per_manager(store: RedisStore) -> None:
 
 
 def test_releasing_a_lost_manager_frees_only_its_leases_and_fences_it(store: RedisStore) -> None:
-    store.enqueue(TOPIC, [new("a"), new("b"), new("c")])
+    store.enqueue(TOPIC, new("a", "b", "c"))
     _, [a, b] = store.claim(TOPIC, 2, 30, "w-1-aaaaaaaa")
     store.claim(TOPIC, 1, 30, "w-10-bbbbbbbb")
     reason = "pod w-1 OOMKilled (exit 137)"
@@ -123,7 +124,7 @@ def test_releasing_a_lost_manager_frees_only_its_leases_and_fences_it(store: Red
 
 
 def test_the_release_uses_the_lost_managers_own_cap(store: RedisStore) -> None:
-    store.enqueue(TOPIC, [new("a")])
+    store.enqueue(TOPIC, new("a"))
     store.heartbeat_manager("w-1-aaaaaaaa", {"pod": "w-1", "max_worker_losses": 0}, 30)
     store.claim(TOPIC, 1, 30, "w-1-aaaaaaaa")
     assert release_lost_managers(store.client, NS, [TOPIC], ["w-1-aaaaaaaa"], "pod w-1 was "
@@ -154,7 +155,7 @@ def test_a_worker_killed_mid_task_does_not_spend_num_retries(redis_url: str) -> 
 
 @pytest.mark.parametrize("name", ["losses", "attempts"])
 def test_a_hand_edited_counter_does_not_strand_a_lost_task(store: RedisStore, name: str) -> None:
-    store.enqueue(TOPIC, [new("a")])
+    store.enqueue(TOPIC, new("a"))
     store.claim(TOPIC, 1, 0.01, "w-1-aaaaaaaa")
     store.client.hset(store.keys(TOPIC).task("a"), name, "not a number")
     wait_until(lambda: store.reap(TOPIC, 3) == (1, 0), 5, what="the lease to expire and be reaped")

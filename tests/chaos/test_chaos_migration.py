@@ -15,10 +15,11 @@ import redis
 from cluster_proc import ClusterSet, start_cluster
 from kubetaskqueue import Manager
 from kubetaskqueue.metrics import WorkerMetrics
+from kubetaskqueue.producer import NewTasks
 from kubetaskqueue.runner import RedisHealth
 from kubetaskqueue.schedule_rules import make_rule
 from kubetaskqueue.schedules import Schedule, Scheduler
-from kubetaskqueue.store import NewTask, RedisStore
+from kubetaskqueue.store import RedisStore
 from probe import wait_until
 from redis_proc import RedisFleet
 
@@ -53,8 +54,8 @@ def redis_now(client: redis.Redis) -> float:
 def set_up_every_state(store: RedisStore, on_source: redis.Redis) -> dict[str, list[str]]:
     """Tasks in input, due in scheduled, dead, and in work with an expired lease."""
     ids = [f"t{i:02d}" for i in range(16)]
-    store.enqueue(TOPIC, [NewTask(i, "{}", 0, None, 0.0) for i in ids[:12]])
-    store.enqueue(TOPIC, [NewTask(i, "{}", 0, None, 0.05) for i in ids[12:]])
+    store.enqueue(TOPIC, NewTasks(ids[:12], ["{}"] * 12))
+    store.enqueue(TOPIC, NewTasks(ids[12:], ["{}"] * 4, delay_s=0.05))
     _, claimed = store.claim(TOPIC, 6, LEASE_S, "gone-manager")
     for c in claimed[:3]:
         assert store.fail(TOPIC, c.id, c.token, "boom", 0.0) == "dead"

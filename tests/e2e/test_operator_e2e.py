@@ -32,7 +32,8 @@ if skip_reason(ENV_REDIS_URL):
 from helpers import free_port, wait_until
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
-from kubetaskqueue.store import NewTask, RedisStore, connect
+from kubetaskqueue.producer import NewTasks
+from kubetaskqueue.store import RedisStore, connect
 from kubetaskqueue_operator.kube import DELETION_COST
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -239,16 +240,8 @@ def _scenario(cluster: Cluster, ns: str, store: RedisStore, labels: dict[str, st
     )
 
     # 20 tasks / 5 per replica -> 4 replicas, within one poll (plus API latency).
-    tasks = [
-        NewTask(
-            id=uuid.uuid4().hex,
-            payload_json=json.dumps({"n": i}),
-            num_retries=3,
-            timeout_s=None,
-            delay_s=0.0,
-        )
-        for i in range(20)
-    ]
+    tasks = NewTasks([uuid.uuid4().hex for _ in range(20)],
+                     [json.dumps({"n": i}) for i in range(20)], num_retries=3)
     store.enqueue(TOPIC, tasks)
     wait_until(lambda: cluster.replicas(ns, "workers") == 4, POLL_S + 5, 0.2,
                what="scale up to 4")

@@ -13,16 +13,12 @@ from kubetaskqueue_operator.reconcile import pool_ref, reconcile
 from opfakes import NS, World
 
 store_mod = pytest.importorskip("kubetaskqueue.store")
+producer = pytest.importorskip("kubetaskqueue.producer")
 
 
-def new_task(delay_s: float = 0.0) -> object:
-    return store_mod.NewTask(
-        id=uuid.uuid4().hex,
-        payload_json=json.dumps({}),
-        num_retries=3,
-        timeout_s=None,
-        delay_s=delay_s,
-    )
+def new_tasks(n: int, delay_s: float = 0.0) -> object:
+    return producer.NewTasks([uuid.uuid4().hex for _ in range(n)], [json.dumps({})] * n,
+                             num_retries=3, delay_s=delay_s)
 
 
 @pytest.fixture
@@ -30,14 +26,15 @@ def url() -> str:
     """An embedded store (fakeredis running the core's Lua scripts), fresh per test."""
     url = f"memory://operator-{uuid.uuid4().hex}"
     store = store_mod.RedisStore(store_mod.connect(url))
-    store.enqueue("email", [new_task() for _ in range(25)])
-    store.enqueue("sms", [new_task() for _ in range(4)])
+    store.enqueue("email", new_tasks(25))
+    store.enqueue("sms", new_tasks(4))
     _, claimed = store.claim("email", 3, 60.0, "w-a-0000000a")
     assert len(claimed) == 3
     # A heartbeat older than the leases: it still says nothing is busy.
     store.heartbeat_manager("w-a-0000000a", {"pod": "w-a", "slots": 4, "busy": 0,
                                               "topics": "email"}, 30)
-    store.enqueue("email", [new_task(delay_s=0.01), new_task(delay_s=3600)])
+    store.enqueue("email", new_tasks(1, delay_s=0.01))
+    store.enqueue("email", new_tasks(1, delay_s=3600))
     time.sleep(0.05)  # the first scheduled task is now due but not yet promoted
     return url
 
@@ -98,7 +95,7 @@ def limited_url(declare: bool = True) -> str:
     store = store_mod.RedisStore(store_mod.connect(url))
     if declare:
         store.declare_limit("api", "w-a-0000000a", 30.0, (0.1, 1, 8, "10/s"))
-    store.enqueue("api", [new_task() for _ in range(201)])
+    store.enqueue("api", new_tasks(201))
     _, [row] = store.claim("api", 1, 60.0, "w-a-0000000a")
     store.ack_many("api", [(row.id, row.token)], run_s=0.4)
     store.heartbeat_manager("w-a-0000000a", {"pod": "w-a", "slots": 8, "busy": 0,

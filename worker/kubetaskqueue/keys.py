@@ -51,6 +51,8 @@ import re
 from dataclasses import dataclass
 
 # Fields of a task hash. Written by the Lua scripts; read by task.py and admin.py.
+# enqueue.lua leaves out num_retries, attempts, timeout_s, token and priority while
+# at their default (0, 0, none, 0, 0): every reader takes a missing field as the default.
 TASK_FIELDS = (
     "id",  # task id (uuid4 hex unless the producer chose one)
     "topic",

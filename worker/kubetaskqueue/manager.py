@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import signal
 import threading
@@ -13,21 +12,20 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from types import FrameType
 from typing import Any, TypeVar, get_args
 
-from . import defaults
 from .backoff import Backoff, default_backoff
 from .backpressure import MemoryGuard
 from .cluster import REDIS_ERRORS
 from .errors import (
     ConfigError,
     KubeTaskQueueError,
-    PayloadError,
     RedisUnavailableError,
     redis_error_text,
 )
 from .events import Event, awatch, publish_manager_event, watch
 from .isolation import Isolation, reference
-from .keys import PRIORITY_MAX, PRIORITY_MIN, check_topic
+from .keys import check_topic
 from .metrics import WorkerMetrics
+from .producer import check_retries, check_seconds, encode_payload, new_tasks
 from .queue_state import read_queue_state
 from .ratelimit import RateLimit
 from .results import get_result
@@ -35,7 +33,7 @@ from .runner import Processor, Runner
 from .schedule_rules import make_rule
 from .schedules import Schedule, Scheduler, check_schedule_name
 from .settings import Settings
-from .store import NewTask, RedisStore, connect, redact_url
+from .store import RedisStore, connect, redact_url
 from .task import Task
 from .task_info import TaskInfo, delete_task, lookup_task
 from .topics import ServedTopicsCheck
@@ -175,11 +173,11 @@ class Manager:
             raise KubeTaskQueueError(f"schedule {name!r} is already declared")
         if self._running:
             raise KubeTaskQueueError("declare schedules before the manager starts")
-        _check_retries(num_retries)
-        _check_seconds("timeout_s", timeout_s, allow_zero=False)
+        check_retries(num_retries)
+        check_seconds("timeout_s", timeout_s, allow_zero=False)
         rule = make_rule(every_s, cron, tz)
-        self._schedules[name] = Schedule(name, topic, self._encode(topic, payload), rule,
-                                         num_retries, timeout_s)
+        body = encode_payload(topic, payload, self.settings.max_payload_bytes)
+        self._schedules[name] = Schedule(name, topic, body, rule, num_retries, timeout_s)
 
     # -- producing ----------------------------------------------------------------
 
@@ -207,23 +205,11 @@ class Manager:
         Raises QueueFullError (nothing written) when the batch would take the topic past
         its ``max_queued``, or Redis memory is over ``max_memory_share`` of maxmemory.
         """
-        check_topic(topic)
-        _check_retries(num_retries)
-        _check_priority(priority)
-        _check_seconds("delay_s", delay_s, allow_zero=True)
-        _check_seconds("timeout_s", timeout_s, allow_zero=False)
-        _check_seconds("keep_result_s", keep_result_s, allow_zero=False)
-        if keep_result_s is not None and keep_result_s > defaults.MAX_KEEP_RESULT_S:
-            raise ValueError(f"keep_result_s must be at most {defaults.MAX_KEEP_RESULT_S:g} "
-                             f"seconds (a year), got {keep_result_s!r}")
-        encoded = [self._encode(topic, p) for p in payloads]
-        ids = task_ids if task_ids is not None else [uuid.uuid4().hex for _ in encoded]
-        _check_ids(ids, len(encoded))
-        if not encoded:
+        tasks = new_tasks(topic, payloads, task_ids, num_retries=num_retries,
+                          delay_s=delay_s, timeout_s=timeout_s, keep_result_s=keep_result_s,
+                          priority=priority, max_payload_bytes=self.settings.max_payload_bytes)
+        if not tasks.ids:
             return []
-        tasks = [NewTask(i, body, num_retries, timeout_s, delay_s or 0.0, keep_result_s,
-                         priority)
-                 for i, body in zip(ids, encoded, strict=True)]
         try:
             store = self.store  # connecting may fail too
             self._memory.check(store.keys(topic).input)
@@ -232,22 +218,7 @@ class Manager:
             raise _unavailable(self.settings.redis_url, exc) from exc
         if topic not in self._processors:  # this manager will serve its own topics
             self._served_check.enqueued(topic)
-        return ids
-
-    def _encode(self, topic: str, payload: Any) -> str:
-        try:
-            body = json.dumps(payload, allow_nan=False, separators=(",", ":"))
-        except (TypeError, ValueError, RecursionError) as exc:
-            raise PayloadError(
-                f"payload for topic {topic!r} is not JSON-serialisable: {exc}") from exc
-        size = len(body.encode())
-        if size > self.settings.max_payload_bytes:
-            raise PayloadError(
-                f"payload for topic {topic!r} is {size} bytes, over the "
-                f"{self.settings.max_payload_bytes}-byte cap; store large data elsewhere "
-                "and enqueue a reference"
-            )
-        return body
+        return tasks.ids
 
     # -- controls ------------------------------------------------------------------
 
@@ -448,38 +419,6 @@ class Manager:
                               recheck_s=self.settings.poll_interval_s)
         except REDIS_ERRORS as exc:
             raise _unavailable(self.settings.redis_url, exc) from exc
-
-
-def _check_retries(num_retries: object) -> None:
-    if not isinstance(num_retries, int) or isinstance(num_retries, bool) or num_retries < 0:
-        raise ValueError(f"num_retries must be an int >= 0, got {num_retries!r}")
-
-
-def _check_priority(priority: object) -> None:
-    if (not isinstance(priority, int) or isinstance(priority, bool)
-            or not PRIORITY_MIN <= priority <= PRIORITY_MAX):
-        raise ValueError(f"priority must be an int from {PRIORITY_MIN} to {PRIORITY_MAX} "
-                         f"(higher runs first), got {priority!r}")
-
-
-def _check_seconds(name: str, value: object, *, allow_zero: bool) -> None:
-    if value is None:
-        return
-    if not isinstance(value, int | float) or isinstance(value, bool) or not (
-            value >= 0 if allow_zero else value > 0) or value == float("inf"):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number of seconds {bound}, got {value!r}")
-
-
-def _check_ids(ids: list[str], count: int) -> None:
-    if len(ids) != count:
-        raise ValueError(f"got {len(ids)} task ids for {count} payloads")
-    if len(set(ids)) != len(ids):
-        raise ValueError("task ids in one batch must be unique")
-    for task_id in ids:
-        if not isinstance(task_id, str) or not task_id or len(task_id) > 200 or any(
-                c.isspace() for c in task_id):
-            raise ValueError(f"invalid task id {task_id!r}: 1-200 characters, no whitespace")
 
 
 def _unavailable(url: str, exc: Exception) -> RedisUnavailableError:

@@ -29,10 +29,11 @@ from . import defaults
 from .cluster import REDIS_ERRORS, Client
 from .keys import TopicKeys, manager_schedules_key
 from .metrics import WorkerMetrics
+from .producer import NewTasks
 from .queue_state import read_managers
 from .runner import RedisHealth
 from .schedule_rules import Rule, iso_utc, rule_from_dict
-from .store import NewTask, RedisStore
+from .store import RedisStore
 
 log = logging.getLogger("kubetaskqueue")
 
@@ -71,11 +72,11 @@ class Schedule:
     def task_id(self, fire_at: float) -> str:
         return f"schedule:{self.name}:{iso_utc(fire_at)}"
 
-    def task(self, fire_at: float, missed: int) -> NewTask:
+    def task(self, fire_at: float, missed: int) -> NewTasks:
         """The task of one fire time: the declared payload wrapped with the fire's facts."""
         body = json.dumps({"schedule": self.name, "fire_time": fire_at, "missed": missed,
                            "payload": json.loads(self.payload_json)}, separators=(",", ":"))
-        return NewTask(self.task_id(fire_at), body, self.num_retries, self.timeout_s, 0.0)
+        return NewTasks([self.task_id(fire_at)], [body], self.num_retries, self.timeout_s)
 
     def registry_entry(self) -> dict[str, Any]:
         return {"name": self.name, "topic": self.topic, "rule": self.rule.as_dict(),

@@ -25,6 +25,7 @@ from .cluster import SCHEMES as CLUSTER_SCHEMES
 from .cluster import Client, WakeFanOut, connect_cluster
 from .errors import ConfigError, DuplicateTaskError, QueueFullError
 from .keys import TopicKeys, manager_key, managers_key, topics_key
+from .producer import NewTasks, enqueue_call
 
 _memory_servers: dict[str, Any] = {}
 _memory_lock = threading.Lock()
@@ -208,17 +209,6 @@ class TopicControls:
         return self.paused_at is not None
 
 
-@dataclass(frozen=True)
-class NewTask:
-    id: str
-    payload_json: str
-    num_retries: int
-    timeout_s: float | None
-    delay_s: float
-    keep_result_s: float | None = None
-    priority: int = 0
-
-
 class RedisStore:
     def __init__(self, client: Client, namespace: str = defaults.NAMESPACE,
                  events_max_len: int = defaults.EVENTS_MAX_LEN,
@@ -276,9 +266,9 @@ class RedisStore:
 
     # -- producer ----------------------------------------------------------
 
-    def enqueue(self, topic: str, tasks: list[NewTask]) -> None:
+    def enqueue(self, topic: str, tasks: NewTasks) -> None:
         try:
-            result = self._run("enqueue", *self._enqueue_call(topic, tasks))
+            result = self._run("enqueue", *enqueue_call(self.namespace, topic, tasks))
         except redis.exceptions.OutOfMemoryError as exc:
             raise QueueFullError(
                 f"Redis refused the enqueue to topic {topic!r}: it reached maxmemory ({exc}); "
@@ -290,19 +280,8 @@ class RedisStore:
         if int(result[0]) == -1:
             raise QueueFullError(
                 f"topic {topic!r} is full: {result[1]} task(s) queued (input + scheduled), "
-                f"{len(tasks)} more would pass max_queued {result[2]}; nothing was enqueued")
+                f"{len(tasks.ids)} more would pass max_queued {result[2]}; nothing was enqueued")
         self._list_topic(topic, new_counters=bool(int(result[1])))
-
-    def _enqueue_call(self, topic: str, tasks: list[NewTask]) -> tuple[list[str], list[Any]]:
-        """KEYS and ARGV of enqueue.lua (fire_schedule.lua takes them too)."""
-        k = self.keys(topic)
-        args: list[Any] = [k.task_prefix, topic, len(tasks)]
-        for t in tasks:
-            timeout = "" if t.timeout_s is None else repr(float(t.timeout_s))
-            keep = "" if t.keep_result_s is None else repr(float(t.keep_result_s))
-            args += [t.id, t.payload_json, t.num_retries, timeout, repr(float(t.delay_s)), keep,
-                     t.priority]
-        return [k.input, k.scheduled, k.wake, k.stats, k.controls, k.legacy_input, k.events], args
 
     def _list_topic(self, topic: str, new_counters: bool) -> None:
         # The topics set lives in another cluster slot than the topic, so it cannot
@@ -313,14 +292,14 @@ class RedisStore:
             self._listed_topics.add(topic)
 
     def fire_schedule(self, topic: str, name: str, definition: str,
-                      fire: tuple[float, NewTask] | None, expected_cursor: str, missed: int,
+                      fire: tuple[float, NewTasks] | None, expected_cursor: str, missed: int,
                       live_s: float) -> tuple[str, str, float]:
         """Check in ``definition`` of schedule ``name`` and, given ``fire`` (fire time,
         task), enqueue the task if that fire time is after the definition's cursor and
         the cursor is still ``expected_cursor``. Returns (status, the cursor as the
         script formats it, Redis time); see fire_schedule.lua."""
-        fire_at, tasks = (f"{fire[0]:.6f}", [fire[1]]) if fire else ("", [])
-        keys, args = self._enqueue_call(topic, tasks)
+        fire_at, tasks = (f"{fire[0]:.6f}", fire[1]) if fire else ("", NewTasks([], []))
+        keys, args = enqueue_call(self.namespace, topic, tasks)
         args += [self.keys(topic).schedule(name), definition, fire_at, expected_cursor,
                  missed, live_s]
         status, cursor, now = self._run("fire_schedule", keys, args)

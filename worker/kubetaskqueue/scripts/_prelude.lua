@@ -52,12 +52,16 @@ end
 
 -- Wake up to `n` idle managers blocked on the topic's wake-up list; a woken one
 -- claims, or learns the new earliest due time and sleeps until then. The list
--- is capped: 64 pending hints wake every manager a topic is likely to have.
+-- is capped: 64 pending hints wake every manager a topic is likely to have (one
+-- LPUSH; the LTRIM only once the list passes the cap).
 local function wake_managers(wake, n)
-  for _ = 1, math.min(n, 64) do
-    redis.call('LPUSH', wake, '1')
+  local hints = {}
+  for i = 1, math.min(n, 64) do
+    hints[i] = '1'
   end
-  redis.call('LTRIM', wake, 0, 63)
+  if redis.call('LPUSH', wake, unpack(hints)) > 64 then
+    redis.call('LTRIM', wake, 0, 63)
+  end
 end
 
 -- Ready tasks (input) are a sorted set read from the lowest score: one band of

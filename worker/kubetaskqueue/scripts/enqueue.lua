@@ -1,14 +1,15 @@
 -- enqueue: store new tasks and make them ready (or scheduled when delayed).
 -- KEYS: 1 input, 2 scheduled, 3 wake, 4 stats, 5 controls, 6 legacy input, 7 events
--- ARGV: 1 task key prefix, 2 topic, 3 count n,
---       then n groups of 7: id, payload JSON, num_retries, timeout_s ('' = none), delay_s,
---       keep_result_s ('' = none: the hash gets the field only when set),
---       priority (an integer, -100..100, checked by the caller)
+-- ARGV: 1 task key prefix, 2 topic, 3 count n, then what the n tasks share:
+--       4 num_retries, 5 timeout_s ('' = none), 6 delay_s, 7 keep_result_s ('' = none),
+--       8 priority (an integer, -100..100, checked by the caller);
+--       then n pairs: id, payload JSON (producer.py)
 -- MAX_QUEUED (a line store.py puts before the prelude) is this producer's limit.
 -- Returns {1, 1 if the topic's counters are new (list it) else 0} on success,
 -- {0, id} when a task with that id exists, {-1, queued, limit} when the batch would
 -- take input + scheduled past the topic's limit (nothing written in either case).
 local prefix, topic, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local delay, p = tonumber(ARGV[6]), priority_of(ARGV[8])
 -- Back-pressure: the limit the topic's workers declared, else this producer's (0 = none).
 local controls = redis.call('HMGET', KEYS[5], 'paused', 'max_queued')
 local limit = tonumber(controls[2]) or MAX_QUEUED
@@ -20,35 +21,50 @@ if limit > 0 then
     return {-1, queued, limit}
   end
 end
-for i = 0, n - 1 do
-  local id = ARGV[4 + i * 7]
-  if read_task('EXISTS', prefix .. id) == 1 then
-    return {0, id}
+-- Duplicates: one EXISTS for up to 256 hashes; one by one only to name the id found.
+local keys = {}
+for i = 1, n do
+  keys[i] = prefix .. ARGV[7 + 2 * i]
+end
+for first = 1, n, 256 do
+  local last = math.min(n, first + 255)
+  if read_task('EXISTS', unpack(keys, first, last)) > 0 then
+    for i = first, last do
+      if read_task('EXISTS', keys[i]) == 1 then
+        return {0, ARGV[7 + 2 * i]}
+      end
+    end
   end
 end
 local now = now_s()
-local tails = {}  -- priority -> the last score given out in its band (one lookup per batch)
-local ready = {}  -- score, id, ...: joins input in one ZADD
-for i = 0, n - 1 do
-  local b = 4 + i * 7
-  local id, delay, p = ARGV[b], tonumber(ARGV[b + 4]), priority_of(ARGV[b + 6])
-  local key = prefix .. id
-  local ready_at = now + delay
-  redis.call('HSET', key, 'id', id, 'topic', topic, 'payload', ARGV[b + 1],
-    'num_retries', ARGV[b + 2], 'timeout_s', ARGV[b + 3], 'attempts', 0, 'token', 0,
-    'enqueued_at', fmt(now), 'ready_at', fmt(ready_at), 'priority', p)
-  if ARGV[b + 5] ~= '' then
-    redis.call('HSET', key, 'keep_result_s', ARGV[b + 5])
+local ready_at = now + delay
+-- Fields at their default (no retries, timeout or kept result, priority 0, attempts and
+-- token 0) are left out: every reader of a task hash takes a missing one as the default.
+local fields = {'id', '', 'payload', '', 'topic', topic, 'enqueued_at', fmt(now),
+  'ready_at', fmt(ready_at)}
+for _, f in ipairs({{'num_retries', ARGV[4], '0'}, {'timeout_s', ARGV[5], ''},
+    {'keep_result_s', ARGV[7], ''}, {'priority', tostring(p), '0'}}) do
+  if f[2] ~= f[3] then
+    fields[#fields + 1], fields[#fields + 2] = f[1], f[2]
   end
-  if delay > 0 then
-    redis.call('ZADD', KEYS[2], ready_at, id)
-  else
-    tails[p] = (tails[p] and tails[p] + 1) or join_score(KEYS[1], p, false)
-    ready[#ready + 1], ready[#ready + 2] = score_text(tails[p]), id
-  end
-  emit('TASK_ENQUEUE', id, 0, now, delay > 0 and ('due in ' .. fmt(delay) .. 's') or '')
 end
-zadd_all(KEYS[1], ready)
+local detail = delay > 0 and ('due in ' .. fmt(delay) .. 's') or ''
+-- A ready batch joins its priority's band in order, from one lookup of the band's end.
+local score = delay == 0 and join_score(KEYS[1], p, false)
+local queued = {}  -- score, id, ...: the batch joins input (or scheduled) in a few ZADDs
+for i = 1, n do
+  local id = ARGV[7 + 2 * i]
+  fields[2], fields[4] = id, ARGV[8 + 2 * i]
+  redis.call('HSET', keys[i], unpack(fields))
+  if score then
+    queued[2 * i - 1], score = score_text(score), score + 1
+  else
+    queued[2 * i - 1] = ready_at
+  end
+  queued[2 * i] = id
+  emit('TASK_ENQUEUE', id, 0, now, detail)
+end
+zadd_all(score and KEYS[1] or KEYS[2], queued)
 -- A paused topic's managers would wake only to claim nothing.
 if not controls[1] then
   wake_managers(KEYS[3], n)
