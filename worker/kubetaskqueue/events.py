@@ -1,8 +1,9 @@
 """Task and manager events: what happened, streamed from Redis so any pod can watch.
 
-Every state-move script appends an event to its topic's capped stream
+Every state-move script appends its events to its topic's capped stream
 (``<ns>:{<topic>}:events``) in the same atomic step as the move, so watchers
-see exactly what happened and the hot path pays no extra round trip. A stream
+see exactly what happened and the hot path pays no extra round trip; one entry
+per script call (see :func:`entry_events`), so a claim of 16 is one XADD. A stream
 rather than pub/sub: a watcher that reconnects resumes where it was, and a
 dashboard can show the last minutes right after it opens. Managers add
 MANAGER_START / MANAGER_STOP to ``<ns>:{managers}:events``; MANAGER_STATS is
