@@ -72,21 +72,22 @@ def entry_events(entry_id: str, fields: dict[str, str], topic: str = "") -> list
     A script call writes all its events in one entry (_prelude.lua's flush_events):
     one event as fields type, id, attempt, time, detail (the layout of every
     version, so a previous version's streams read too), several as ``n`` and
-    ``events``, a JSON array of [type, id, attempt, time, detail].
+    ``events``, a JSON array of those five strings per event, one event after another.
     """
-    if "events" not in fields:
-        rows = [[fields.get(name, "") for name in ("type", "id", "attempt", "time", "detail")]]
-    else:
+    if "events" in fields:
         try:
-            rows = json.loads(fields["events"])
+            flat = [str(part) for part in json.loads(fields["events"])]
         except ValueError:
-            rows = [["?", "", "", "", "unreadable event batch"]]
+            flat = ["?", "", "", "", "unreadable event batch"]
+    else:
+        flat = [fields.get(name, "") for name in ("type", "id", "attempt", "time", "detail")]
     millis = int(entry_id.split("-", 1)[0])
-    return [_event([str(x) for x in row], millis, topic, fields.get("manager", "")) for row in rows]
+    manager = fields.get("manager", "")
+    return [_event(flat[i:i + 5], millis, topic, manager) for i in range(0, len(flat) - 4, 5)]
 
 
 def _event(row: list[str], millis: int, topic: str, manager: str) -> Event:
-    kind, task_id, attempt, stamp, detail = (list(row) + [""] * 5)[:5]
+    kind, task_id, attempt, stamp, detail = row
     try:
         at = float(stamp or millis / 1000)
     except ValueError:

@@ -45,12 +45,16 @@ end
 
 -- emit() only buffers: store.py's loader runs each script body as a function and
 -- then calls flush_events(), so a call writes all its events in one XADD, and a
--- script that aborts writes none.
-local event_buffer = {}
+-- script that aborts writes none. The buffer is flat, five strings an event (no
+-- table each), and a call's events mostly share one time, formatted once.
+local event_buffer, event_time, event_time_text = {}, nil, ''
 
 local function emit(kind, id, attempt, now, detail)
   if EVENTS_MAX_LEN > 0 then
-    event_buffer[#event_buffer + 1] = {kind, id, tostring(attempt or ''), fmt(now), detail or ''}
+    if now ~= event_time then event_time, event_time_text = now, fmt(now) end
+    local i = #event_buffer
+    event_buffer[i + 1], event_buffer[i + 2], event_buffer[i + 3] = kind, id, tostring(attempt or '')
+    event_buffer[i + 4], event_buffer[i + 5] = event_time_text, detail or ''
   end
 end
 
@@ -79,9 +83,11 @@ local function trim_events(key, new_id, n)
   if held <= EVENTS_MAX_LEN + math.max(16, math.floor(EVENTS_MAX_LEN / 16)) then return end
   -- Drop the oldest entries until the rest hold at most the cap; never the one
   -- just added (reaching it means all before it went, or the counter was high).
-  local after, first_kept = '-', nil
+  local after, first_kept, count = '-', nil, 8
   repeat
-    local page = redis.call('XRANGE', key, after, '+', 'COUNT', 100)
+    -- Pages grow: a few big entries are often enough, many small ones take more.
+    local page = redis.call('XRANGE', key, after, '+', 'COUNT', count)
+    count = math.min(count * 2, 512)
     for _, entry in ipairs(page) do
       if entry[1] == new_id or held <= EVENTS_MAX_LEN then
         first_kept = entry[1]
@@ -97,18 +103,18 @@ local function trim_events(key, new_id, n)
 end
 
 -- One entry for all the events the script emitted: the single-event layout for
--- one, else 'n' and 'events', a JSON array of [type, id, attempt, time, detail].
+-- one, else 'n' and 'events', a JSON array of type, id, attempt, time, detail,
+-- five strings an event, in the order they happened.
 local function flush_events()
-  local n = #event_buffer
+  local n = #event_buffer / 5
   if n == 0 then return end
   local key = KEYS[#KEYS]
-  local new_id
+  local e, new_id = event_buffer, nil
   if n == 1 then
-    local e = event_buffer[1]
     new_id = redis.call('XADD', key, '*', 'type', e[1], 'id', e[2], 'attempt', e[3],
       'time', e[4], 'detail', e[5])
   else
-    new_id = redis.call('XADD', key, '*', 'n', n, 'events', cjson.encode(event_buffer))
+    new_id = redis.call('XADD', key, '*', 'n', n, 'events', cjson.encode(e))
   end
   event_buffer = {}
   trim_events(key, new_id, n)
