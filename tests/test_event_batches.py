@@ -34,6 +34,15 @@ def test_a_call_writes_one_entry_and_readers_see_one_event_per_task(any_url: str
     assert read_stream(m.store.client, k.events, "t") == events
 
 
+def test_ids_and_details_that_json_escapes_read_back_as_written(any_url: str) -> None:
+    m = Manager(any_url)
+    ids = ['q"uote', "back\\slash", "ünï日本", "a/b", "\\u0041"]
+    m.enqueue_many("t", range(5), task_ids=ids, delay_s=5)
+    events = read_stream(m.store.client, m.store.keys("t").events, "t")
+    assert [e.task_id for e in events] == ids
+    assert {e.detail for e in events} == {"due in 5.000000s"}
+
+
 def test_a_previous_versions_single_event_entries_still_read(redis_url: str) -> None:
     m = Manager(redis_url)
     k = m.store.keys("t")
