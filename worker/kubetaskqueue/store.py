@@ -160,7 +160,8 @@ def _load_scripts() -> dict[str, str]:
     bodies = dict(sources, fire_schedule="local function enqueue()\n" + sources["enqueue"]
                   + "\nend\n" + sources["fire_schedule"])
     # Each body runs as a function so its events, buffered by emit(), go out in one
-    # XADD after it returns (an error on the way out writes none).
+    # XADD after it returns (an error on the way out writes none). Lua 5.1 gives a
+    # function at most 60 upvalues: the prelude's locals and the header's constants.
     return {name: (prelude + "local function body()\n" + body
                    + "\nend\nlocal reply = body()\nflush_events()\nreturn reply\n")
             for name, body in bodies.items()}
