@@ -83,9 +83,9 @@ local function trim_events(key, new_id, n)
   if held <= EVENTS_MAX_LEN + math.max(16, math.floor(EVENTS_MAX_LEN / 16)) then return end
   -- Drop the oldest entries until the rest hold at most the cap; never the one
   -- just added (reaching it means all before it went, or the counter was high).
-  local after, first_kept, count = '-', nil, 8
+  local after, first_kept, count = '-', nil, 1
   repeat
-    -- Pages grow: a few big entries are often enough, many small ones take more.
+    -- Pages grow: one big entry (a bulk enqueue's) is often enough, small ones take more.
     local page = redis.call('XRANGE', key, after, '+', 'COUNT', count)
     count = math.min(count * 2, 512)
     for _, entry in ipairs(page) do
