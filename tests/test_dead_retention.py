@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from helpers import wait_until
 from kubetaskqueue import Manager, Task, defaults
 from kubetaskqueue.cli import cli
+from kubetaskqueue.events import read_stream
 from kubetaskqueue.metrics import QueueStateCollector
 from kubetaskqueue.producer import NewTasks
 from kubetaskqueue.queue_state import read_queue_state
@@ -129,9 +130,9 @@ def test_requeued_tasks_are_not_dropped_and_leftover_ids_go(any_url: str) -> Non
 def test_dropping_emits_events(any_url: str) -> None:
     store = store_for(any_url, dead_max_tasks=1)
     bury(store, ["a", "b"])
-    dropped = [fields for _, fields in store.client.xrange(store.keys(TOPIC).events)
-               if fields["type"] == "TASK_DROPPED"]
-    assert [(f["id"], f["detail"]) for f in dropped] == [("a", "over dead_max_tasks 1")]
+    dropped = [e for e in read_stream(store.client, store.keys(TOPIC).events)
+               if e.type == "TASK_DROPPED"]
+    assert [(e.task_id, e.detail) for e in dropped] == [("a", "over dead_max_tasks 1")]
 
 
 def test_manager_settings_stats_and_exporter(any_url: str, monkeypatch: pytest.MonkeyPatch

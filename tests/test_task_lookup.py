@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 from kubetaskqueue import Manager
 from kubetaskqueue.cli import cli
+from kubetaskqueue.events import read_stream
 
 TOPIC = "jobs"
 
@@ -96,8 +97,8 @@ def test_delete_takes_waiting_tasks_only(m: Manager) -> None:
     assert m.delete(TOPIC, "dead1") is True
     assert m.store.client.llen(k.dead) == 0
     assert not m.store.client.exists(k.task("dead1"))
-    deleted = [(f["id"], f["detail"]) for _, f in m.store.client.xrange(k.events)
-               if f["type"] == "TASK_DELETED"]
+    deleted = [(e.task_id, e.detail) for e in read_stream(m.store.client, k.events)
+               if e.type == "TASK_DELETED"]
     assert deleted == [("b", "deleted by a human while input"),
                        ("later", "deleted by a human while scheduled"),
                        ("dead1", "deleted by a human while dead")]

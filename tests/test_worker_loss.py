@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from helpers import LEASE_TTL_S, Workers, wait_until
 from kubetaskqueue import Manager
+from kubetaskqueue.events import read_stream
 from kubetaskqueue.producer import NewTasks
 from kubetaskqueue.queue_state import read_lease_owners, read_queue_state, release_lost_managers
 from kubetaskqueue.store import RedisStore, connect
@@ -47,10 +48,10 @@ def test_an_expired_lease_requeues_without_spending_a_retry(store: RedisStore) -
     assert field(store, "a", "owner") == ""
     c = counters(store)
     assert (c.get("lost"), c.get("retried", 0), c.get("failed", 0)) == (1, 0, 0)
-    [(_, lease_expired)] = [(i, f) for i, f in store.client.xrange(store.keys(TOPIC).events)
-                            if f["type"] == "TASK_LEASE_EXPIRED"]
-    assert lease_expired["detail"] == field(store, "a", "last_error")
-    assert lease_expired["detail"].startswith("lease expired: manager w-1-aaaaaaaa stopped")
+    [lease_expired] = [e for e in read_stream(store.client, store.keys(TOPIC).events)
+                       if e.type == "TASK_LEASE_EXPIRED"]
+    assert lease_expired.detail == field(store, "a", "last_error")
+    assert lease_expired.detail.startswith("lease expired: manager w-1-aaaaaaaa stopped")
     # It still has its one attempt: a real failure now ends it, as num_retries=0 says.
     _, [row] = store.claim(TOPIC, 1, 30, "w-2-bbbbbbbb")
     assert row.attempts == 1
@@ -65,7 +66,7 @@ def test_max_worker_losses_zero_makes_the_first_loss_fatal(store: RedisStore) ->
     assert error.startswith("poison: lost its worker 1 times (max_worker_losses 0); last: lease")
     assert store.client.lrange(store.keys(TOPIC).dead, 0, -1) == ["a"]
     assert (counters(store)["lost"], counters(store)["failed"]) == (1, 1)
-    kinds = [f["type"] for _, f in store.client.xrange(store.keys(TOPIC).events)]
+    kinds = [e.type for e in read_stream(store.client, store.keys(TOPIC).events)]
     assert kinds[-2:] == ["TASK_LEASE_EXPIRED", "TASK_DEAD"]
 
 
@@ -118,9 +119,9 @@ def test_releasing_a_lost_manager_frees_only_its_leases_and_fences_it(store: Red
     _, again = store.claim(TOPIC, 2, 30, "w-2-cccccccc")
     assert {t.id for t in again} == {"a", "b"}
     assert all(t.attempts == 1 for t in again)
-    events = store.client.xrange(store.keys(TOPIC).events)
-    lost = [f for _, f in events if f["type"] == "TASK_WORKER_LOST"]
-    assert {f["id"] for f in lost} == {"a", "b"} and {f["detail"] for f in lost} == {reason}
+    lost = [e for e in read_stream(store.client, store.keys(TOPIC).events)
+            if e.type == "TASK_WORKER_LOST"]
+    assert {e.task_id for e in lost} == {"a", "b"} and {e.detail for e in lost} == {reason}
 
 
 def test_the_release_uses_the_lost_managers_own_cap(store: RedisStore) -> None:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import signal
 from collections import Counter, defaultdict
-from typing import Any, cast
+from typing import Any
 
 import pytest
 import redis
 from chaos_env import POISON_EACH, POISON_NORMAL
 from kubetaskqueue import Manager
+from kubetaskqueue.events import Event, read_stream
 from kubetaskqueue.keys import TopicKeys
 from ledger import Ledger
 from probe import NS, client, task_field, topic_state, wait_until
@@ -37,21 +38,20 @@ def poison_reason(losses: int) -> str:
             " last: lease expired: manager chaos-s")
 
 
-def stream(r: redis.Redis, topic: str) -> list[dict[str, str]]:
+def stream(r: redis.Redis, topic: str) -> list[Event]:
     """The topic's event stream, oldest first (not trimmed here: the caller checks every
     id's TASK_ENQUEUE is still in it)."""
-    entries = cast("list[tuple[str, dict[str, str]]]", r.xrange(TopicKeys(NS, topic).events))
-    return [fields for _, fields in entries]
+    return read_stream(r, TopicKeys(NS, topic).events, topic)
 
 
-def start_attempts(events: list[dict[str, str]], task_id: str) -> list[int]:
+def start_attempts(events: list[Event], task_id: str) -> list[int]:
     """The attempt number of each claim of ``task_id`` (TASK_START events), in order."""
-    return [int(e["attempt"]) for e in events if e["id"] == task_id and e["type"] == "TASK_START"]
+    return [e.attempt for e in events if e.task_id == task_id and e.type == "TASK_START"]
 
 
-def loss_owners(events: list[dict[str, str]]) -> list[str]:
+def loss_owners(events: list[Event]) -> list[str]:
     """The manager named by each TASK_LEASE_EXPIRED event ("lease expired: manager <id> …")."""
-    return [e["detail"].split()[3] for e in events if e["type"] == "TASK_LEASE_EXPIRED"]
+    return [e.detail.split()[3] for e in events if e.type == "TASK_LEASE_EXPIRED"]
 
 
 def test_poison_zoo(queue_redis: RedisProc, ledger: Ledger, pool: WorkerPool,
@@ -97,7 +97,7 @@ def test_poison_zoo(queue_redis: RedisProc, ledger: Ledger, pool: WorkerPool,
     events: dict[str, dict[str, Counter[str]]] = {t: defaultdict(Counter) for t in topics}
     for topic in topics:
         for e in log[topic]:
-            events[topic][e["id"]][e["type"]] += 1
+            events[topic][e.task_id][e.type] += 1
     for topic, ids in [("work", normal + malformed), *poison.items()]:
         assert all(events[topic][i]["TASK_ENQUEUE"] == 1 for i in ids), topic  # not trimmed
     lost = {t: {i: n["TASK_LEASE_EXPIRED"] for i, n in events[t].items()} for t in topics}

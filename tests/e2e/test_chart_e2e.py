@@ -41,6 +41,7 @@ from helpers import wait_until
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubetaskqueue import Manager
+from kubetaskqueue.events import Event, read_stream
 from kubetaskqueue.keys import TopicKeys
 from kubetaskqueue.queue_state import read_lease_owners
 from kubetaskqueue_operator.recovery import pod_of
@@ -231,9 +232,8 @@ def prometheus(kube: Kube, release: Manager,
         prom.stop()
 
 
-def _events(producer: Manager, topic: str) -> list[dict[str, str]]:
-    stream = TopicKeys(PREFIX, topic).events
-    return [fields for _, fields in producer.store.client.xrange(stream)]  # type: ignore[union-attr]
+def _events(producer: Manager, topic: str) -> list[Event]:
+    return read_stream(producer.store.client, TopicKeys(PREFIX, topic).events, topic)
 
 
 def _busy_by_pod(producer: Manager) -> dict[str, int]:
@@ -270,12 +270,12 @@ def test_backlog_scales_up_new_pods_claim_and_every_task_completes_once(
 
     events = _events(release, TOPIC)
     ours = set(ids)
-    completions = collections.Counter(e["id"] for e in events
-                                      if e["type"] == "TASK_COMPLETION" and e["id"] in ours)
+    completions = collections.Counter(e.task_id for e in events
+                                      if e.type == "TASK_COMPLETION" and e.task_id in ours)
     assert set(completions) == ours, f"{len(ours - set(completions))} task(s) never completed"
     assert max(completions.values()) == 1, "a task completed twice"
-    ran = collections.Counter(pod_of(e["detail"]) for e in events
-                              if e["type"] == "TASK_START" and e["id"] in ours)
+    ran = collections.Counter(pod_of(e.detail) for e in events
+                              if e.type == "TASK_START" and e.task_id in ours)
     idle = {p.metadata.name for p in ready} - set(ran)
     assert not idle, f"pods Ready during the backlog that never claimed a task: {sorted(idle)}"
     _record("tasks_per_pod", sorted(ran.values()))
@@ -304,17 +304,17 @@ def test_scale_in_keeps_the_busy_pods(kube: Kube, release: Manager) -> None:
     assert set(busy) <= left, f"a busy pod was removed: busy {sorted(busy)}, left {sorted(left)}"
     wait_until(lambda: release.stats()["topics"][TOPIC]["work"] == 0, WINDOW_S + 60, 0.5,
                what="the long tasks to finish")
-    events = [e for e in _events(release, TOPIC) if e["id"] in set(long_ids)]
-    assert not [e for e in events if e["type"] in ("TASK_RELEASED", "TASK_WORKER_LOST",
+    events = [e for e in _events(release, TOPIC) if e.task_id in set(long_ids)]
+    assert not [e for e in events if e.type in ("TASK_RELEASED", "TASK_WORKER_LOST",
                                                    "TASK_LEASE_EXPIRED")], events
-    assert sum(e["type"] == "TASK_COMPLETION" for e in events) == count
+    assert sum(e.type == "TASK_COMPLETION" for e in events) == count
     _record("busy_pods_kept", len(busy))
 
 
 def test_a_dying_topic_fires_the_dead_queue_alert(
         kube: Kube, release: Manager, prometheus: Prometheus) -> None:
     release.enqueue(TOPIC, {"fail": "e2e: this task always fails"}, num_retries=0)
-    died = wait_until(lambda: [e for e in _events(release, TOPIC) if e["type"] == "TASK_DEAD"],
+    died = wait_until(lambda: [e for e in _events(release, TOPIC) if e.type == "TASK_DEAD"],
                       60, 0.2, what="the failing task to die")
     died_at = time.monotonic()
     alert = wait_until(lambda: prometheus.firing("KubeTaskQueueDeadQueueGrowing"), 90, 0.5,
@@ -338,12 +338,12 @@ def test_a_force_deleted_busy_pod_has_its_tasks_run_again_within_one_poll(
     killed = time.monotonic()
 
     def started_elsewhere() -> bool:
-        starts = [e for e in _events(release, TOPIC) if e["type"] == "TASK_START"
-                  and e["id"] in held and pod_of(e["detail"]) != victim]
-        return len({e["id"] for e in starts}) == len(held)
+        starts = [e for e in _events(release, TOPIC) if e.type == "TASK_START"
+                  and e.task_id in held and pod_of(e.detail) != victim]
+        return len({e.task_id for e in starts}) == len(held)
 
-    wait_until(lambda: [e for e in _events(release, TOPIC) if e["type"] == "TASK_WORKER_LOST"
-                        and e["id"] in held], LEASE_TTL_S + 30, 0.1,
+    wait_until(lambda: [e for e in _events(release, TOPIC) if e.type == "TASK_WORKER_LOST"
+                        and e.task_id in held], LEASE_TTL_S + 30, 0.1,
                what="the operator to release the lost leases")
     _record("force_delete_to_release_s", time.monotonic() - killed)
     wait_until(started_elsewhere, LEASE_TTL_S + 30, 0.1, what="the lost tasks to run again")
@@ -357,8 +357,8 @@ def test_a_force_deleted_busy_pod_has_its_tasks_run_again_within_one_poll(
         assert fields["losses"] == "1"
     wait_until(lambda: all(release.stats()["topics"][TOPIC][s] == 0 for s in ("work", "input")),
                60, 0.5, what="the re-run tasks to finish")
-    done = collections.Counter(e["id"] for e in _events(release, TOPIC)
-                               if e["type"] == "TASK_COMPLETION" and e["id"] in set(ids))
+    done = collections.Counter(e.task_id for e in _events(release, TOPIC)
+                               if e.type == "TASK_COMPLETION" and e.task_id in set(ids))
     assert set(done) == set(ids), "a task of the deleted pod did not finish"
 
 

@@ -1,8 +1,9 @@
 """Task and manager events: what happened, streamed from Redis so any pod can watch.
 
-Every state-move script appends an event to its topic's capped stream
+Every state-move script appends its events to its topic's capped stream
 (``<ns>:{<topic>}:events``) in the same atomic step as the move, so watchers
-see exactly what happened and the hot path pays no extra round trip. A stream
+see exactly what happened and the hot path pays no extra round trip; one entry
+per script call (see :func:`entry_events`), so a claim of 16 is one XADD. A stream
 rather than pub/sub: a watcher that reconnects resumes where it was, and a
 dashboard can show the last minutes right after it opens. Managers add
 MANAGER_START / MANAGER_STOP to ``<ns>:{managers}:events``; MANAGER_STATS is
@@ -13,6 +14,7 @@ streams yields their events merged by time, so a replay reads as one timeline.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import time
@@ -64,18 +66,42 @@ def publish_manager_event(client: Client, namespace: str, kind: str,
         log.debug("could not publish %s: %s", kind, exc)
 
 
-def _parse(stream: str, entry_id: str, fields: dict[str, str], topics_by_stream: dict[str, str]
-           ) -> Event:
+def entry_events(entry_id: str, fields: dict[str, str], topic: str = "") -> list[Event]:
+    """The events of one stream entry, in the order they happened.
+
+    A script call writes all its events in one entry (_prelude.lua's flush_events):
+    one event as fields type, id, attempt, time, detail (the layout of every
+    version, so a previous version's streams read too), several as ``n`` and
+    ``events``, a JSON array of those five strings per event, one event after another.
+    """
+    if "events" in fields:
+        try:
+            flat = [str(part) for part in json.loads(fields["events"])]
+        except ValueError:
+            flat = ["?", "", "", "", "unreadable event batch"]
+    else:
+        flat = [fields.get(name, "") for name in ("type", "id", "attempt", "time", "detail")]
     millis = int(entry_id.split("-", 1)[0])
+    manager = fields.get("manager", "")
+    return [_event(flat[i:i + 5], millis, topic, manager) for i in range(0, len(flat) - 4, 5)]
+
+
+def _event(row: list[str], millis: int, topic: str, manager: str) -> Event:
+    kind, task_id, attempt, stamp, detail = row
     try:
-        stamp = float(fields.get("time") or millis / 1000)
+        at = float(stamp or millis / 1000)
     except ValueError:
-        stamp = millis / 1000
-    attempt = fields.get("attempt", "")
-    return Event(type=fields.get("type", "?"), time=stamp,
-                 topic=topics_by_stream.get(stream, ""), task_id=fields.get("id", ""),
+        at = millis / 1000
+    return Event(type=kind or "?", time=at, topic=topic, task_id=task_id,
                  attempt=int(attempt) if attempt.lstrip("-").isdigit() else None,
-                 detail=fields.get("detail", ""), manager=fields.get("manager", ""))
+                 detail=detail, manager=manager)
+
+
+def read_stream(client: Client, key: str, topic: str = "") -> list[Event]:
+    """Every event a stream holds now, oldest first (one XRANGE; for tools and tests)."""
+    entries: list[tuple[str, dict[str, str]]] = client.xrange(key)  # type: ignore[assignment]
+    return [event for entry_id, fields in entries
+            for event in entry_events(entry_id, fields, topic)]
 
 
 def watch(client: Client, namespace: str, topics: Iterable[str] | None = None, *,
@@ -128,8 +154,9 @@ def watch(client: Client, namespace: str, topics: Iterable[str] | None = None, *
         for stream, entries in replies:
             if entries:
                 cursors[stream] = entries[-1][0]
-            merge.add(stream, [_parse(stream, entry_id, fields, topics_by_stream)
-                               for entry_id, fields in entries],
+            topic = topics_by_stream.get(stream, "")
+            merge.add(stream, [event for entry_id, fields in entries
+                               for event in entry_events(entry_id, fields, topic)],
                       more=len(entries) >= READ_COUNT)
         yield from merge.ready()
 

@@ -2,7 +2,8 @@
 
 All keys of one topic share the hash tag ``{<topic>}``, so every state move of
 a task is one Lua script on one Redis Cluster slot. The manager registry has
-its own tag. Nothing else in the code builds key names.
+its own tag. Nothing else in the code builds key names (but _prelude.lua
+names the events counter after the events key it is given).
 
 | key                              | type | holds                                         |
 |----------------------------------|------|-----------------------------------------------|
@@ -23,7 +24,10 @@ its own tag. Nothing else in the code builds key names.
 |                                  |      | completed, lost (worker losses), fenced,      |
 |                                  |      | dead_dropped (oldest dead tasks deleted by    |
 |                                  |      | the retention)                                |
-| ``<ns>:{<topic>}:events``        | stream | recent task events (capped, see events.py)  |
+| ``<ns>:{<topic>}:events``        | stream | recent task events: one entry per script    |
+|                                  |      | call, holding its events (events.py)          |
+| ``<ns>:{<topic>}:events:held``   | string | events the stream holds, for its cap (named |
+|                                  |      | from the stream's key in _prelude.lua)        |
 | ``<ns>:{<topic>}:controls``      | hash | what humans and workers set on the topic:     |
 |                                  |      | paused (pause time), max_queued (declared by  |
 |                                  |      | the topic's workers)                          |
@@ -143,6 +147,11 @@ class TopicKeys:
     @property
     def events(self) -> str:
         return f"{self.prefix}:events"
+
+    @property
+    def events_held(self) -> str:
+        """How many events the stream holds (its cap counts events, not entries)."""
+        return f"{self.events}:held"
 
     @property
     def controls(self) -> str:

@@ -156,12 +156,16 @@ def _load_scripts() -> dict[str, str]:
         for entry in folder.iterdir()
         if entry.name.endswith(".lua") and not entry.name.startswith("_")
     }
-    scripts = {name: prelude + source for name, source in sources.items()}
     # A schedule's fire runs the enqueue script itself, as a function, in the same
     # atomic step as its once-per-fire-time check.
-    scripts["fire_schedule"] = (prelude + "local function enqueue()\n" + sources["enqueue"]
-                                + "\nend\n" + sources["fire_schedule"])
-    return scripts
+    bodies = dict(sources, fire_schedule="local function enqueue()\n" + sources["enqueue"]
+                  + "\nend\n" + sources["fire_schedule"])
+    # Each body runs as a function so its events, buffered by emit(), go out in one
+    # XADD after it returns (an error on the way out writes none). Lua 5.1 gives a
+    # function at most 60 upvalues: the prelude's locals and the header's constants.
+    return {name: (prelude + "local function body()\n" + body
+                   + "\nend\nlocal reply = body()\nflush_events()\nreturn reply\n")
+            for name, body in bodies.items()}
 
 
 _SCRIPTS = _load_scripts()

@@ -34,7 +34,7 @@ end
 
 -- Scripts that emit events pass the topic's event stream as their LAST key.
 -- EVENTS_MAX_LEN is set by store.py in a line it puts before this prelude
--- (0 = events off); trimming is approximate, so XADD stays O(1).
+-- (0 = events off).
 local function last_line(text)
   local last = ''
   for line in string.gmatch(text, '[^\n]+') do
@@ -43,11 +43,81 @@ local function last_line(text)
   return string.sub(last, 1, 300)
 end
 
+-- emit() only buffers: store.py's loader runs each script body as a function and
+-- then calls flush_events(), so a call writes all its events in one XADD, and a
+-- script that aborts writes none. The buffer is flat, five strings an event (no
+-- table each), and a call's events mostly share one time, formatted once.
+local event_buffer, event_time, event_time_text = {}, nil, ''
+
 local function emit(kind, id, attempt, now, detail)
   if EVENTS_MAX_LEN > 0 then
-    redis.call('XADD', KEYS[#KEYS], 'MAXLEN', '~', EVENTS_MAX_LEN, '*', 'type', kind, 'id', id,
-      'attempt', tostring(attempt or ''), 'time', fmt(now), 'detail', detail or '')
+    if now ~= event_time then event_time, event_time_text = now, fmt(now) end
+    local i = #event_buffer
+    event_buffer[i + 1], event_buffer[i + 2], event_buffer[i + 3] = kind, id, tostring(attempt or '')
+    event_buffer[i + 4], event_buffer[i + 5] = event_time_text, detail or ''
   end
+end
+
+-- Events held by a stream entry: a batch says how many ('n' is its first field);
+-- a single event, the layout every version reads, is one.
+local function entry_events(fields)
+  if fields[1] == 'n' then return tonumber(fields[2]) or 1 end
+  return 1
+end
+
+-- The stream keeps about EVENTS_MAX_LEN events however many an entry holds: the
+-- counter <events>:held (same slot) counts them, and once it is 1/16 over the cap
+-- the oldest entries go, so trimming is amortized like XADD MAXLEN ~ (the stream
+-- then holds the cap or a little less: entries go whole). The counter
+-- is best effort (pcall: a reshard may have moved it; the stream then goes
+-- untrimmed for that call); one that is new starts from XLEN, which counts a
+-- previous version's single-event entries exactly.
+local function trim_events(key, new_id, n)
+  local counter = key .. ':held'
+  local held = redis.pcall('INCRBY', counter, n)
+  if type(held) ~= 'number' then return end
+  if held == n then
+    local len = redis.call('XLEN', key)
+    if len > 1 then held = redis.call('INCRBY', counter, len - 1) end
+  end
+  if held <= EVENTS_MAX_LEN + math.max(16, math.floor(EVENTS_MAX_LEN / 16)) then return end
+  -- Drop the oldest entries until the rest hold at most the cap; never the one
+  -- just added (reaching it means all before it went, or the counter was high).
+  local after, first_kept, count = '-', nil, 1
+  repeat
+    -- Pages grow: one big entry (a bulk enqueue's) is often enough, small ones take more.
+    local page = redis.call('XRANGE', key, after, '+', 'COUNT', count)
+    count = math.min(count * 2, 512)
+    for _, entry in ipairs(page) do
+      if entry[1] == new_id or held <= EVENTS_MAX_LEN then
+        first_kept = entry[1]
+        break
+      end
+      held = held - entry_events(entry[2])
+    end
+    after = '(' .. page[#page][1]
+  until first_kept
+  if first_kept == new_id then held = n end
+  redis.call('XTRIM', key, 'MINID', first_kept)
+  redis.call('SET', counter, math.max(held, n))  -- the new entry stays
+end
+
+-- One entry for all the events the script emitted: the single-event layout for
+-- one, else 'n' and 'events', a JSON array of type, id, attempt, time, detail,
+-- five strings an event, in the order they happened.
+local function flush_events()
+  local n = #event_buffer / 5
+  if n == 0 then return end
+  local key = KEYS[#KEYS]
+  local e, new_id = event_buffer, nil
+  if n == 1 then
+    new_id = redis.call('XADD', key, '*', 'type', e[1], 'id', e[2], 'attempt', e[3],
+      'time', e[4], 'detail', e[5])
+  else
+    new_id = redis.call('XADD', key, '*', 'n', n, 'events', cjson.encode(e))
+  end
+  event_buffer = {}
+  trim_events(key, new_id, n)
 end
 
 -- Wake up to `n` idle managers blocked on the topic's wake-up list; a woken one
