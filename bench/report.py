@@ -84,8 +84,9 @@ def summarise(results: dict[str, dict[str, list[dict[str, Any]]]],
 
 def table(rows: dict[str, dict[str, dict[str, Any]]], scale: tuple[int, ...]) -> str:
     cols = list(COLUMNS)
-    cols += [(f"scale{p}_per_s", f"W1 {p} process(es), steady tasks/s", "{:,.0f}", True)
-             for p in scale]
+    # 1 process is the "W1 steady" row already
+    cols += [(f"scale{p}_per_s", f"W1 {p} processes, steady tasks/s", "{:,.0f}", True)
+             for p in scale if p != 1]
     if 1 in scale and 2 in scale:
         cols.append(("scale2_over_1", "W1 2 processes ÷ 1 process", "{:.2f}", True))
     styles = list(rows)
