@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -118,6 +119,8 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    # SIGTERM unwinds like Ctrl-C: the finally blocks stop the workers and redis-server
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     sizes = dict(QUICK if args.quick else FULL)
     if args.runs:
         sizes["runs"] = args.runs
