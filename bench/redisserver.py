@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from typing import Any
 
@@ -62,6 +63,9 @@ class RedisServer:
             fields = f.read().rpartition(")")[2].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def monitor(self) -> Monitor:
+        return Monitor(self.port)
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -70,3 +74,42 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+class Monitor:
+    """Counts commands by origin with MONITOR, which marks a call made inside a Lua script
+    as ``[0 lua]``; commandstats cannot tell them apart. MONITOR slows the server, so it is
+    used in a run of its own whose timing is not reported."""
+
+    _STOP = "bench-monitor-stop"
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.lua: dict[str, int] = {}
+        self.sent: dict[str, int] = {}
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("MONITOR did not start")
+
+    def _read(self) -> None:
+        client = redis.Redis(port=self.port, decode_responses=True, lib_name=None, lib_version=None)
+        with client.monitor() as m:
+            self._ready.set()
+            while True:
+                line = m.connection.read_response()
+                _, _, rest = line.partition(" [")
+                origin, _, args = rest.partition("] ")
+                cmd = args.split(" ", 1)[0].strip('"').lower()
+                if cmd == "echo" and self._STOP in args:
+                    return
+                if cmd in _HARNESS_COMMANDS:
+                    continue
+                counts = self.lua if origin.endswith(" lua") else self.sent
+                counts[cmd] = counts.get(cmd, 0) + 1
+
+    def stop(self) -> None:
+        """Read everything the server has sent so far, then stop."""
+        redis.Redis(port=self.port, lib_name=None, lib_version=None).echo(self._STOP)
+        self._thread.join(30)

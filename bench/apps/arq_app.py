@@ -7,11 +7,12 @@ from arq.connections import RedisSettings
 from arq.worker import run_worker
 
 from bench import probe
-from bench.apps import CONC, QUEUE, REDIS_URL, SLEEP_S
+from bench.apps import CONC, QUEUE, REDIS_URL, SLEEP_S, task_io_async
 
 
 async def work(ctx: dict, payload: dict) -> None:
     probe.begin(payload)
+    await task_io_async()
     if SLEEP_S:
         await asyncio.sleep(SLEEP_S)
     probe.end()

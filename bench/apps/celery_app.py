@@ -5,7 +5,7 @@ import time
 from celery import Celery
 
 from bench import probe
-from bench.apps import QUEUE, REDIS_URL, SLEEP_S
+from bench.apps import QUEUE, REDIS_URL, SLEEP_S, task_io
 
 app = Celery("bench", broker=REDIS_URL)
 app.conf.update(
@@ -22,6 +22,7 @@ app.conf.update(
 @app.task(name="work")
 def work(payload: dict) -> None:
     probe.begin(payload)
+    task_io()
     if SLEEP_S:
         time.sleep(SLEEP_S)
     probe.end()

@@ -5,7 +5,7 @@ import time
 from kubetaskqueue import Manager, Task
 
 from bench import probe
-from bench.apps import CONC, QUEUE, REDIS_URL, SLEEP_S
+from bench.apps import CONC, QUEUE, REDIS_URL, SLEEP_S, task_io
 
 manager = Manager(REDIS_URL, num_workers=CONC)
 
@@ -13,6 +13,7 @@ manager = Manager(REDIS_URL, num_workers=CONC)
 @manager.processor(QUEUE)
 def work(task: Task) -> None:
     probe.begin(task.payload)
+    task_io()
     if SLEEP_S:
         time.sleep(SLEEP_S)
     probe.end()

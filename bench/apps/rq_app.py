@@ -3,11 +3,12 @@
 import time
 
 from bench import probe
-from bench.apps import SLEEP_S
+from bench.apps import SLEEP_S, task_io
 
 
 def work(payload: dict) -> None:
     probe.begin(payload)
+    task_io()
     if SLEEP_S:
         time.sleep(SLEEP_S)
     probe.end()
