@@ -256,7 +256,9 @@ def test_three_worker_processes_fire_an_every_second_schedule_once_a_second(
     in_window = [t for t in fire_times if window[0] < t <= window[1]]
     assert 9 <= len(in_window) <= 11, in_window
     stats = Manager(redis_url).stats()["topics"]["ticks"]
-    assert stats["enqueued"] == len(set(fire_times)) == stats["completed"]
+    # A fire in the last moment before the SIGTERMs land stays queued for the next worker.
+    assert stats["completed"] == len(set(fire_times))
+    assert stats["enqueued"] == stats["completed"] + stats["input"] and stats["input"] <= 1
     print(f"3 managers, every_s=1 for 10 s: {len(in_window)} runs, by pids "
           f"{sorted({r['pid'] for r in runs})}")
 

@@ -83,6 +83,13 @@ class WorkerMetrics:
         if duration_s is not None:
             self._child(self.duration, topic).observe(duration_s)
 
+    def attempts_completed(self, topic: str, durations: list[float]) -> None:
+        """Attempts acked in one batch: the counter moves once for them all."""
+        self._child(self.processed, topic, "completed").inc(len(durations))
+        observe = self._child(self.duration, topic).observe
+        for duration_s in durations:
+            observe(duration_s)
+
     def _child(self, metric: Any, *labels: str) -> Any:
         """``metric.labels(*labels)``, cached: .labels() cost ~8 % of a no-op task's CPU."""
         key = (id(metric), labels)

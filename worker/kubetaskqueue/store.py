@@ -13,7 +13,7 @@ import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis
@@ -160,6 +160,9 @@ def _load_scripts() -> dict[str, str]:
     # atomic step as its once-per-fire-time check.
     bodies = dict(sources, fire_schedule="local function enqueue()\n" + sources["enqueue"]
                   + "\nend\n" + sources["fire_schedule"])
+    acking = folder.joinpath("_ack.lua").read_text()  # claim.lua acks too
+    for name in ("ack", "claim"):
+        bodies[name] = acking + sources[name]
     # Each body runs as a function so its events, buffered by emit(), go out in one
     # XADD after it returns (an error on the way out writes none). Lua 5.1 gives a
     # function at most 60 upvalues: the prelude's locals and the header's constants.
@@ -184,9 +187,9 @@ def _flat(leases: list[tuple[str, str]]) -> list[str]:
     return [part for lease in leases for part in lease]
 
 
-@dataclass(frozen=True)
-class Claimed:
-    """One leased task as the claim script returns it (raw strings, parsed in task.py)."""
+class Claimed(NamedTuple):
+    """One leased task as the claim script returns it (raw strings, parsed in task.py);
+    a tuple, as it is built for every task claimed."""
 
     id: str
     token: str
@@ -318,15 +321,34 @@ class RedisStore:
         """Lease up to ``max_count`` ready tasks, highest priority first and within the
         topic's rate limit; also report in how many seconds there may be more (the next
         scheduled task is due, or the limit's next token), None when nothing is coming."""
+        _, due_in, claimed = self.ack_and_claim(topic, [], max_count, lease_ttl_s, owner)
+        return due_in, claimed
+
+    def ack_and_claim(self, topic: str, leases: list[tuple[str, str]], max_count: int,
+                      lease_ttl_s: float, owner: str, results: Mapping[str, str] | None = None,
+                      run_s: float | None = None,
+                      ) -> tuple[set[str], float | None, list[Claimed]]:
+        """``ack_many`` then ``claim``, in one script call: returns the fenced ids of the
+        acks, and what ``claim`` returns."""
         k = self.keys(topic)
-        next_due, rows = self._run(
+        args = [k.task_prefix, max_count, lease_ttl_s, owner, defaults.PROMOTE_LIMIT,
+                *self._ack_args(k, leases, results, run_s)]
+        next_due, rows, fenced = self._run(
             "claim", [k.input, k.legacy_input, k.scheduled, k.work, k.stats, k.dead, k.rate,
-                      k.controls, k.events],
-            [k.task_prefix, max_count, lease_ttl_s, owner, defaults.PROMOTE_LIMIT],
-        )
+                      k.controls, k.events], args)
         due_in = float(next_due)
         claimed = [Claimed(r[0], r[1], int(r[2]), *r[3:11]) for r in rows]
-        return (None if due_in < 0 else due_in), claimed
+        return set(fenced), (None if due_in < 0 else due_in), claimed
+
+    @staticmethod
+    def _ack_args(k: TopicKeys, leases: list[tuple[str, str]],
+                  results: Mapping[str, str] | None, run_s: float | None) -> list[str]:
+        """The done prefix, run time and id/token/result triples that _ack.lua reads."""
+        args = [k.done_prefix, "" if run_s is None else repr(max(0.0, run_s))]
+        kept = results or {}
+        for task_id, token in leases:
+            args += [task_id, token, kept.get(task_id, "")]
+        return args
 
     def extend(self, topic: str, leases: list[tuple[str, str]], lease_ttl_s: float) -> list[str]:
         """Renew leases given as (id, token); returns the ids whose lease was lost."""
@@ -344,10 +366,7 @@ class RedisStore:
         that keeps its result is given it in ``results`` (id -> JSON text). ``run_s``:
         how long these attempts ran in all, for the topic's mean run time."""
         k = self.keys(topic)
-        args = [k.task_prefix, k.done_prefix, "" if run_s is None else repr(max(0.0, run_s))]
-        kept = results or {}
-        for task_id, token in leases:
-            args += [task_id, token, kept.get(task_id, "")]
+        args = [k.task_prefix, *self._ack_args(k, leases, results, run_s)]
         return set(self._run("ack", [k.work, k.stats, k.rate, k.events], args))
 
     def fail(self, topic: str, task_id: str, token: str, error: str, retry_delay_s: float,

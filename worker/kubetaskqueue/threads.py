@@ -5,6 +5,10 @@ ThreadPoolExecutor would reuse threads, but its threads are joined at
 interpreter exit, so one hung task (abandoned after its timeout) would keep a
 stopped worker from ever exiting. These threads are daemons: a hung one is
 simply left behind, and a new one starts when no idle thread is free.
+
+A job that is about to end calls ``free()``: its thread counts as idle from then
+on, so a job submitted meanwhile (the claim its own success let through) waits
+for it instead of starting one more thread.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ class TaskThreads:
         self._lock = threading.Lock()
         self._idle = 0  # threads done with a job and waiting (or about to wait) for the next
         self._started = 0
+        self._local = threading.local()  # .freed: the running job called free()
 
     @property
     def idle(self) -> int:
@@ -44,6 +49,14 @@ class TaskThreads:
             threading.Thread(target=self._work, daemon=True,
                              name=f"{self._name}-{self._started}").start()
 
+    def free(self) -> None:
+        """Called by a job on a task thread about to end: the thread counts as idle."""
+        if getattr(self._local, "freed", True):
+            return  # not on a task thread of this pool, or called already
+        self._local.freed = True
+        with self._lock:
+            self._idle += 1
+
     def close(self) -> None:
         """Let idle threads exit; busy (or hung) ones finish or stay behind as daemons."""
         with self._lock:
@@ -57,6 +70,9 @@ class TaskThreads:
             if job is None:
                 return
             fn, arg = job
+            self._local.freed = False
             fn(arg)  # callers catch their own errors: _run_sync never raises
-            with self._lock:
-                self._idle += 1
+            if not self._local.freed:
+                self._local.freed = True
+                with self._lock:
+                    self._idle += 1

@@ -1,13 +1,18 @@
--- claim: promote due scheduled tasks, then lease up to `max` ready tasks, highest
--- priority first, as many as the topic's rate limit lets start now (none if paused).
+-- claim: ack the finished successes given (as ack.lua does, see _ack.lua), promote due
+-- scheduled tasks, then lease up to `max` ready tasks, highest priority first, as many
+-- as the topic's rate limit lets start now (none if paused). Acking and claiming in
+-- one call halves a busy worker's round trips; the acks are written first, so the
+-- slots they free are free in Redis too before the claim fills them.
 -- KEYS: 1 input, 2 legacy input, 3 scheduled, 4 work, 5 stats, 6 dead, 7 rate, 8 controls,
 --       9 events
--- ARGV: 1 task key prefix, 2 max, 3 lease ttl seconds, 4 owner (manager id), 5 promote limit
+-- ARGV: 1 task key prefix, 2 max, 3 lease ttl seconds, 4 owner (manager id), 5 promote limit,
+--       6 done list prefix, 7 seconds the acked attempts ran in all ('' = not known),
+--       then triples to ack: id, token, result JSON ('' = none)
 -- Returns {seconds until this topic may have more to claim (the next scheduled task
--- is due, or the rate limit's next token if ready tasks wait for it), or -1; claimed}
--- where claimed is a list of {id, token, attempts, payload, num_retries, timeout_s,
--- enqueued_at, ready_at, claimed_at, keep_result_s, priority}. Each claim bumps the
--- task's fencing token.
+-- is due, or the rate limit's next token if ready tasks wait for it), or -1; claimed;
+-- the acks refused (fenced)} where claimed is a list of {id, token, attempts, payload,
+-- num_retries, timeout_s, enqueued_at, ready_at, claimed_at, keep_result_s, priority}.
+-- Each claim bumps the task's fencing token.
 -- A task hash whose counters are not integers (edited by hand) goes dead at once.
 -- Every task hash is read before the first write, so a script that aborts (a Redis
 -- Cluster slot migrating under it) leaves nothing half-done.
@@ -16,6 +21,8 @@
 local prefix, ttl, owner = ARGV[1], tonumber(ARGV[3]), ARGV[4]
 local promote = tonumber(ARGV[5])
 local now = now_s()
+local now_text = fmt(now)
+local acks = ack_read(KEYS[4], prefix, ARGV[6], 8)
 local input, legacy, scheduled, work, stats, rate = KEYS[1], KEYS[2], KEYS[3], KEYS[4],
   KEYS[5], KEYS[7]
 
@@ -63,7 +70,13 @@ local function gather(ids, from)
     end  -- else purged meanwhile: dropping the id loses nothing
   end
 end
-local due = redis.call('ZRANGEBYSCORE', scheduled, '-inf', now, 'LIMIT', 0, promote)
+-- The first scheduled task: when none is due (the usual case) it is also the next due
+-- one at the end, as a claim adds nothing to scheduled.
+local first_due = redis.call('ZRANGE', scheduled, 0, 0, 'WITHSCORES')
+local due = {}
+if first_due[2] and tonumber(first_due[2]) <= now then
+  due = redis.call('ZRANGEBYSCORE', scheduled, '-inf', now, 'LIMIT', 0, promote)
+end
 gather(due, 'scheduled')
 local old = {}
 if #due < promote then
@@ -103,6 +116,7 @@ for i = 1, math.min(max, #candidates) do
 end
 
 -- Writes.
+local refused = ack_write(acks, work, stats, rate, prefix, ARGV[6], now, tonumber(ARGV[7]))
 if relimit then
   store_limit(rate, relimit.best, relimit.lapsed)
 end
@@ -141,11 +155,11 @@ for _, c in ipairs(take) do
   else
     local token, attempts = (tonumber(f[1]) or 0) + 1, (tonumber(f[2]) or 0) + 1
     redis.call('HSET', key, 'token', token, 'attempts', attempts, 'owner', owner,
-      'claimed_at', fmt(now))
+      'claimed_at', now_text)
     leases[#leases + 1], leases[#leases + 2] = now + ttl, id
     emit('TASK_START', id, attempts, now, owner)
     claimed[#claimed + 1] = {id, tostring(token), tostring(attempts), f[3] or '', f[4] or '0',
-      f[5] or '', f[6] or '0', f[7] or '0', fmt(now), f[10] or '',
+      f[5] or '', f[6] or '0', f[7] or '0', now_text, f[10] or '',
       tostring(priority_of(f[8]))}
   end
 end
@@ -169,9 +183,12 @@ end
 if dropped then
   again = 0
 end
-local head = redis.call('ZRANGE', scheduled, 0, 0, 'WITHSCORES')
+local head = first_due
+if #due > 0 then
+  head = redis.call('ZRANGE', scheduled, 0, 0, 'WITHSCORES')
+end
 if head[2] then
   local due_in = math.max(0, tonumber(head[2]) - now)
   again = again and math.min(again, due_in) or due_in
 end
-return {again and fmt(again) or '-1', claimed}
+return {again and fmt(again) or '-1', claimed, refused}

@@ -1,0 +1,100 @@
+"""The claim/ack pipeline: one call acks and claims, slots bound the leases held even
+with two claim rounds at once, and a success is acked while the claim thread blocks."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from helpers import wait_until
+from kubetaskqueue import Manager, Task
+from kubetaskqueue.producer import NewTasks
+from kubetaskqueue.store import RedisStore, connect
+from kubetaskqueue.threads import TaskThreads
+
+TOPIC = "jobs"
+
+
+@pytest.fixture
+def store(any_url: str) -> RedisStore:
+    return RedisStore(connect(any_url), "ktq")
+
+
+def test_one_call_acks_then_claims(store: RedisStore) -> None:
+    for ids, keep in (("a", None), ("b", 60.0), ("cde", None)):  # only b keeps its result
+        store.enqueue(TOPIC, NewTasks(list(ids), ['{"n": 1}'] * len(ids), keep_result_s=keep))
+    _, first = store.claim(TOPIC, 3, 30.0, "w-1-aaaaaaaa")
+    a, b, c = first
+    leases = [(a.id, a.token), (b.id, b.token), (c.id, "999")]  # c's token is stale
+    fenced, due_in, claimed = store.ack_and_claim(TOPIC, leases, 5, 30.0, "w-1-aaaaaaaa",
+                                                  {b.id: '"kept"'}, 1.0)
+    assert fenced == {c.id} and due_in is None
+    assert [r.id for r in claimed] == ["d", "e"]
+    k = store.keys(TOPIC)
+    assert sorted(store.client.zrange(k.work, 0, -1)) == ["c", "d", "e"]
+    assert not store.client.exists(k.task("a"))
+    assert store.client.hget(k.task("b"), "result") == '"kept"'
+    assert store.client.llen(k.done("b")) == 1
+    stats = store.client.hgetall(k.stats)
+    assert (stats["completed"], stats["fenced"], stats["started"]) == ("2", "1", "5")
+
+
+def test_leases_held_never_exceed_the_slots(any_url: str) -> None:
+    """Two claim rounds run at once under load; each reserves its slots, and a success's
+    slot is reused only once its ack is recorded, so work never holds more than the
+    manager's slots (here the only manager)."""
+    m = Manager(any_url, num_workers=3, poll_interval_s=0.1, lease_ttl_s=5.0)
+    seen: list[int] = []
+    work_key = m.store.keys(TOPIC).work
+
+    @m.processor(TOPIC)
+    def work(task: Task) -> None:
+        seen.append(int(m.store.client.zcard(work_key)))
+
+    m.enqueue_many(TOPIC, list(range(300)))
+    m.run(burst=True)
+    assert len(seen) == 300 and max(seen) <= 3
+    assert m.stats()["topics"][TOPIC]["completed"] == 300
+
+
+def test_a_success_is_acked_while_the_claim_thread_blocks(redis_url: str) -> None:
+    """With nothing left to claim the claim thread blocks on the wake-up list for a whole
+    poll interval; a task finishing meanwhile is acked by its own thread, at once.
+    (A real Redis: it counts blocked clients.)"""
+    m = Manager(redis_url, num_workers=2, poll_interval_s=6.0, lease_ttl_s=5.0)
+    go = threading.Event()
+    m.register(TOPIC, lambda task: go.wait(10) and "done")
+    task_id = m.enqueue(TOPIC, 1, keep_result_s=60)
+    m.start()
+    try:
+        wait_until(lambda: m.stats()["topics"][TOPIC]["work"] == 1)
+        # The claim thread's next round found nothing: it now waits in Redis.
+        wait_until(lambda: m.store.client.info("clients")["blocked_clients"] >= 1,
+                   what="the claim thread blocked on the wake-up list")
+        go.set()
+        started = time.monotonic()
+        assert m.result(TOPIC, task_id, wait_s=10) == "done"
+        assert time.monotonic() - started < 3  # well before the 6 s poll ends
+    finally:
+        go.set()
+        m.stop(timeout_s=5)
+
+
+def test_a_thread_freed_by_its_job_takes_the_next_one() -> None:
+    pool = TaskThreads("f")
+    names: list[str] = []
+    done = threading.Event()
+
+    def job(n: int) -> None:
+        names.append(threading.current_thread().name)
+        if n < 20:
+            pool.free()  # about to end: what it submits waits for this thread
+            pool.submit(job, n + 1)
+        else:
+            done.set()
+
+    pool.submit(job, 0)
+    assert done.wait(10)
+    assert set(names) == {"f-1"}
+    pool.close()

@@ -1,0 +1,322 @@
+"""The claim/ack pipeline: claims tasks into free slots, runs them, records successes.
+
+Threads:
+- the claim thread: waits for a free slot or a finished success, then acks the
+  successes waiting and claims into the slots free, in one script call per topic
+  (claim.lua); blocks on the wake-up list when nothing is ready;
+- reusable task threads for sync processors (threads.py), and one event loop
+  thread for ``async def`` processors.
+A success waits for the claim thread's next call, unless that thread is blocked in
+Redis or has stopped claiming: then the task's own thread acks it (attempts.py).
+Failures (rarer, each with its own backoff) are recorded by the thread that saw them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable
+
+from .attempts import Attempt, InFlight, Processor
+from .cluster import REDIS_ERRORS
+from .errors import ConfigError, Retry
+from .health import RedisHealth
+from .isolation import ChildProcesses
+from .metrics import WorkerMetrics
+from .outcomes import Recorder
+from .ratelimit import LimitDeclarations
+from .settings import Settings
+from .store import Claimed, RedisStore
+from .task import MalformedTaskError, Outcome, Task, call_processor, oversized, success
+from .threads import TaskThreads
+
+log = logging.getLogger("kubetaskqueue")
+
+# Redis checks blocked clients' timeouts about every 100 ms (hz 10): a wait on the
+# wake-up list may end that much late, so it stops that much early, and waits for
+# a due task (or a rate limit's token) shorter than twice that sleep locally.
+_SHORT_WAIT_S = 0.1
+# An idle manager claims after a wake-up hint, or after this many empty waits.
+_IDLE_RECHECK_POLLS = 5
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, store: RedisStore, processors: dict[str, Processor],
+                 inflight: InFlight, recorder: Recorder, health: RedisHealth,
+                 limits: LimitDeclarations, metrics: WorkerMetrics, manager_id: str,
+                 stopping: threading.Event) -> None:
+        self.settings = settings
+        self.store = store
+        self.processors = processors
+        self.topics = sorted(processors)
+        self.inflight = inflight
+        self.recorder = recorder
+        self.health = health
+        self.limits = limits
+        self.metrics = metrics
+        self.manager_id = manager_id
+        self._stopping = stopping
+        self.fatal: BaseException | None = None
+        self.claim_loop_done = threading.Event()
+        self.burst = False
+        self.loop: asyncio.AbstractEventLoop | None = None  # for async processors
+        # Called when a sync attempt with a timeout starts (the maintenance thread's kick).
+        self.on_deadline: Callable[[], None] = lambda: None
+        self._offsets = itertools.count()  # rotates the first topic of each round
+        self.task_threads = TaskThreads("kubetaskqueue-task")
+        self.children = ChildProcesses({topic: p.fn for topic, p in processors.items()
+                                        if p.isolation == "process"},
+                                       max_tasks=settings.child_max_tasks)
+
+    # -- claiming ----------------------------------------------------------------
+
+    def claim_loop(self) -> None:
+        try:
+            self._check_redis_config()
+            while not self._stopping.is_set():
+                taken = self.inflight.wait_round(self._stopping)
+                if taken is None:
+                    break
+                try:
+                    claimed, next_due, complete = self._claim_round(*taken)
+                    self.health.success()
+                    if claimed or not complete:
+                        continue
+                    if self.burst and self._nothing_left():
+                        break
+                    if next_due is None and not self.burst:
+                        self._wait_idle()
+                        continue
+                    if next_due is not None and next_due < 2 * _SHORT_WAIT_S:
+                        self.inflight.wait_done(next_due, self._stopping)
+                        continue
+                    wait_s = self.settings.poll_interval_s
+                    if next_due is not None:
+                        wait_s = min(wait_s, next_due - _SHORT_WAIT_S)
+                    with self.inflight.claimer_away() as may_block:
+                        if may_block:
+                            self.store.wait_for_wake(self.topics, wait_s)
+                except REDIS_ERRORS as exc:
+                    self._stopping.wait(self.health.failure(exc))
+        except ConfigError as exc:
+            self.fatal = exc  # Manager.run raises it; the CLI prints one line
+        except BaseException as exc:  # a bug here must not leave a silent, idle worker
+            log.exception("claim loop stopped by an unexpected error")
+            self.fatal = exc
+        finally:
+            self.claim_loop_done.set()
+            self._ack(self.inflight.stop_claiming())
+
+    def _wait_idle(self) -> None:
+        """Nothing ready or scheduled: block on the wake-up list, claiming again only when
+        woken. Every move into input or scheduled pushes a hint, so re-claiming after each
+        empty wait is needed only as a safety net (a task pushed by hand): every
+        ``_IDLE_RECHECK_POLLS`` waits."""
+        for _ in range(_IDLE_RECHECK_POLLS):
+            if self._stopping.is_set():
+                return
+            with self.inflight.claimer_away() as may_block:
+                if not may_block or self.store.wait_for_wake(self.topics,
+                                                             self.settings.poll_interval_s):
+                    return
+
+    def _check_redis_config(self) -> None:
+        """Refuse to work against a Redis that may evict tasks, publish the topics'
+        max_queued (for every producer) and declare this manager's rate limits before its
+        first claim; wait while Redis is down."""
+        while not self._stopping.is_set():
+            try:
+                warning = self.store.check_eviction_policy()
+                for topic, processor in self.processors.items():
+                    self.store.declare_max_queued(topic, processor.max_queued)
+                self.limits.renew()
+                self.health.success()
+                if warning:
+                    log.warning(warning)
+                return
+            except ConfigError:
+                raise
+            except REDIS_ERRORS as exc:
+                self._stopping.wait(self.health.failure(exc))
+
+    def _claim_round(self, acks: list[Attempt], free: int) -> tuple[int, float | None, bool]:
+        """Ack ``acks`` and claim into the ``free`` slots reserved for this round (counting
+        those the acks free), one call per topic, starting at a rotating topic for
+        fairness; then end the round. Returns the tasks claimed, the soonest next due
+        time, and whether every topic was asked to claim (if not, ``next_due`` does not
+        cover them all)."""
+        by_topic: dict[str, list[Attempt]] = {}
+        for attempt in acks:
+            by_topic.setdefault(attempt.task.topic, []).append(attempt)
+        # A topic's acks free their slots before its claim in the same call; the acks of
+        # a topic asked later do not free slots yet.
+        room = free - len(acks)
+        claimed, next_due, asked = 0, None, 0
+        n = len(self.topics)
+        offset = next(self._offsets)
+        try:
+            for i in range(n):
+                topic = self.topics[(offset + i) % n]
+                group = by_topic.get(topic, [])
+                room += len(group)
+                if room <= 0 and not group:
+                    continue
+                leases = [(a.task.id, a.task.lease_token) for a in group]
+                results = {a.task.id: a.result for a in group if a.result is not None}
+                ran_s = _ran_s(group)
+                rows: list[Claimed] = []
+                if room > 0:
+                    fenced, due_in, rows = self.store.ack_and_claim(
+                        topic, leases, room, self.settings.lease_ttl_s, self.manager_id,
+                        results, ran_s)
+                    asked += 1
+                    if due_in is not None:
+                        next_due = due_in if next_due is None else min(next_due, due_in)
+                else:
+                    fenced = self.store.ack_many(topic, leases, results, ran_s)
+                by_topic.pop(topic, None)  # recorded
+                self._acked(topic, group, fenced, in_round=True)
+                for row in rows:
+                    if started := self._start_attempt(topic, row):
+                        self.task_threads.submit(self._run_sync, started)
+                self.inflight.unreserve(len(rows))  # in the table now (or buried)
+                claimed += len(rows)
+                room -= len(rows)
+        finally:
+            self.inflight.end_round(free - claimed)
+            self._ack(self.inflight.requeue([a for group in by_topic.values() for a in group]))
+        return claimed, next_due, asked == n
+
+    def _nothing_left(self) -> bool:
+        """Burst mode ends when this manager's topics have nothing ready, scheduled or in
+        flight; a paused topic's queued tasks cannot be claimed, so they do not count."""
+        if len(self.inflight):
+            return False
+        controls = self.store.read_controls(self.topics)
+        for topic in self.topics:
+            _, inp, sched, _, work, *_ = self.store.inspect(topic)
+            if int(work) or (not controls[topic].paused and (int(inp) or int(sched))):
+                return False
+        return True
+
+    def _start_attempt(self, topic: str, row: Claimed) -> Attempt | None:
+        """Start an attempt of a claimed task; returns it if it is for a task thread."""
+        try:
+            task = Task.from_claim(topic, row)
+        except MalformedTaskError as exc:
+            log.error("%s; moving it to dead", exc)
+            self.recorder.fail(topic, row.id, row.token, row.attempts,
+                               Outcome(error=str(exc), bury=True))
+            return None
+        processor = self.processors[topic]
+        timeout = task.timeout_s if task.timeout_s is not None else processor.timeout_s
+        attempt = Attempt(task, processor, timeout)
+        self.metrics.attempt_started(topic, task.wait_s)
+        self.inflight.add(attempt)
+        if processor.is_async:
+            assert self.loop is not None
+            attempt.future = asyncio.run_coroutine_threadsafe(
+                self._run_async(attempt, timeout), self.loop)
+            return None
+        if timeout is not None and processor.isolation == "thread":  # a child times itself
+            attempt.deadline = attempt.started + timeout
+            self.on_deadline()
+        return attempt
+
+    # -- running -----------------------------------------------------------------
+
+    def _run_sync(self, attempt: Attempt) -> None:
+        if attempt.processor.isolation == "process":
+            outcome = self.children.run(attempt.task, attempt.timeout_s)
+        else:
+            outcome = call_processor(attempt.processor.fn, attempt.task)
+        self.task_threads.free()
+        self.settle(attempt, outcome)
+
+    async def _run_async(self, attempt: Attempt, timeout_s: float | None) -> None:
+        task = attempt.task
+        try:
+            outcome = success(task, await asyncio.wait_for(attempt.processor.fn(task), timeout_s))
+        except TimeoutError:
+            outcome = Outcome(error=f"timed out after {timeout_s}s (cancelled)")
+        except asyncio.CancelledError:
+            return  # released at shutdown; the release already settled it
+        except Retry as exc:
+            outcome = Outcome(error=f"Retry: {exc}", retry_delay_s=exc.delay_s)
+        except Exception:
+            outcome = Outcome(error=traceback.format_exc())
+        await asyncio.to_thread(self.settle, attempt, outcome)
+
+    def settle(self, attempt: Attempt, outcome: Outcome) -> None:
+        """Record an attempt's outcome in Redis exactly once, then free its slot.
+
+        Successes wait for the claim thread's next call, which acks all that wait
+        (unless it is away: then they are acked here); failures (rarer, and each
+        needs its own backoff) are recorded right here.
+        """
+        if not self.inflight.settle(attempt):
+            return  # timed out or released meanwhile; its lease is gone
+        outcome = oversized(outcome, self.settings.max_payload_bytes)
+        if outcome.error is None:
+            attempt.result = outcome.result
+            mine, helping = self.inflight.succeeded(attempt, not self._stopping.is_set())
+            if mine:
+                self._ack(mine)
+            elif helping:
+                self._help(*helping)
+            return
+        task = attempt.task
+        try:
+            self.recorder.fail(task.topic, task.id, task.lease_token, task.attempt, outcome,
+                               time.monotonic() - attempt.started,
+                               retries_left=not task.is_last_attempt)
+        finally:
+            self.inflight.finish([attempt])
+
+    def _help(self, acks: list[Attempt], free: int) -> None:
+        """A claim round on a task thread, while the claim thread waits for its own."""
+        try:
+            self._claim_round(acks, free)
+            self.health.success()
+        except REDIS_ERRORS as exc:
+            self.health.failure(exc)  # the claim thread backs off; the acks wait for it
+        except Exception:  # a bug here must not end the task thread
+            log.exception("a claim round on a task thread failed")
+
+    # -- acking --------------------------------------------------------------------
+
+    def _ack(self, attempts: list[Attempt]) -> None:
+        """Ack successes outside a claim call (the claim thread is away), per topic."""
+        by_topic: dict[str, list[Attempt]] = {}
+        for attempt in attempts:
+            by_topic.setdefault(attempt.task.topic, []).append(attempt)
+        for topic, group in by_topic.items():
+            leases = [(a.task.id, a.task.lease_token) for a in group]
+            results = {a.task.id: a.result for a in group if a.result is not None}
+            ran_s = _ran_s(group)
+            try:
+                fenced = self.recorder.until_recorded(
+                    lambda: self.store.ack_many(topic, leases, results, ran_s),  # noqa: B023
+                    f"{len(group)} finished task(s) of {topic!r}")
+                self._acked(topic, group, fenced)
+            except Exception:  # a bug here must not keep the slots busy forever
+                log.exception("recording %d finished task(s) of %r failed", len(group), topic)
+                self.inflight.finish(group)
+
+    def _acked(self, topic: str, group: list[Attempt], fenced: set[str] | None,
+               in_round: bool = False) -> None:
+        """Ack recorded ``group`` (None: given up on): count it, free its slots."""
+        try:
+            if fenced is not None:
+                self.recorder.acked(topic, group, fenced)
+        finally:
+            self.inflight.finish(group, acked_in_round=in_round)
+
+
+def _ran_s(group: list[Attempt]) -> float:
+    """How long the attempts of ``group`` ran in all, until now."""
+    return time.monotonic() * len(group) - sum(a.started for a in group)
