@@ -61,19 +61,19 @@ class InFlight:
         self.cond = threading.Condition()
         self._attempts: dict[tuple[str, str], Attempt] = {}
         self._done: list[Attempt] = []  # succeeded, not yet acked
-        self._acking = 0  # successes taken by claim rounds in flight, not yet finished
         self._reserved = 0  # slots claim rounds in flight may fill
         self._rounds = 0  # claim rounds in flight
         self._claimer_away = False  # the claim thread cannot take done soon
         self._claimer_waiting = False  # the claim thread waits on cond
 
     def _free(self) -> int:
-        return self.slots - (len(self._attempts) - self._acking) - self._reserved
+        return self.slots - len(self._attempts) - self._reserved
 
     def _begin_round(self) -> tuple[list[Attempt], int]:
         acks, self._done = self._done, []
-        self._acking += len(acks)
-        room = max(0, self._free())
+        # The round's own acks free their slots before its claims, in the same script;
+        # another round's acks in flight may land after them, so those slots stay busy.
+        room = max(0, self._free() + len(acks))
         self._reserved += room
         self._rounds += 1
         return acks, room
@@ -125,7 +125,6 @@ class InFlight:
         """Successes a claim round did not ack (Redis failed): the next round takes them.
         Returns those the caller must ack itself instead (the claim thread is away)."""
         with self.cond:
-            self._acking -= len(acks)
             if self._claimer_away:
                 return acks
             self._done[:0] = acks
@@ -183,13 +182,11 @@ class InFlight:
             attempt.settled = True
             return True
 
-    def finish(self, attempts: list[Attempt], acked_in_round: bool = False) -> None:
+    def finish(self, attempts: list[Attempt]) -> None:
         """Their outcomes are recorded (or given up on): free their slots."""
         with self.cond:
             for attempt in attempts:
                 self._attempts.pop((attempt.task.topic, attempt.task.id), None)
-            if acked_in_round:
-                self._acking -= len(attempts)
             self.cond.notify_all()
 
     def wake(self) -> None:
