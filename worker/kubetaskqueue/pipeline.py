@@ -179,7 +179,7 @@ class Pipeline:
                 else:
                     fenced = self.store.ack_many(topic, leases, results, ran_s)
                 by_topic.pop(topic, None)  # recorded
-                self._acked(topic, group, fenced, in_round=True)
+                self._acked(topic, group, fenced)
                 for row in rows:
                     if started := self._start_attempt(topic, row):
                         self.task_threads.submit(self._run_sync, started)
@@ -263,7 +263,9 @@ class Pipeline:
         outcome = oversized(outcome, self.settings.max_payload_bytes)
         if outcome.error is None:
             attempt.result = outcome.result
-            mine, helping = self.inflight.succeeded(attempt, not self._stopping.is_set())
+            # A claim round here would hold up the tasks queued for this thread.
+            may_help = not (self._stopping.is_set() or self.task_threads.queued)
+            mine, helping = self.inflight.succeeded(attempt, may_help)
             if mine:
                 self._ack(mine)
             elif helping:
@@ -307,14 +309,13 @@ class Pipeline:
                 log.exception("recording %d finished task(s) of %r failed", len(group), topic)
                 self.inflight.finish(group)
 
-    def _acked(self, topic: str, group: list[Attempt], fenced: set[str] | None,
-               in_round: bool = False) -> None:
+    def _acked(self, topic: str, group: list[Attempt], fenced: set[str] | None) -> None:
         """Ack recorded ``group`` (None: given up on): count it, free its slots."""
         try:
             if fenced is not None:
                 self.recorder.acked(topic, group, fenced)
         finally:
-            self.inflight.finish(group, acked_in_round=in_round)
+            self.inflight.finish(group)
 
 
 def _ran_s(group: list[Attempt]) -> float:
