@@ -22,10 +22,10 @@ from kubetaskqueue import ConfigError, Manager, ResultTimeoutError, Task
 from kubetaskqueue import cluster as cluster_module
 from kubetaskqueue.admin import requeue_dead, select_dead
 from kubetaskqueue.cli import cli
+from kubetaskqueue.connection import connect
 from kubetaskqueue.errors import RedisUnavailableError
 from kubetaskqueue.metrics import QueueStateCollector
 from kubetaskqueue.runner import RedisHealth
-from kubetaskqueue.store import connect
 from kubetaskqueue_operator.queue import RedisQueueReader
 from prometheus_client import CollectorRegistry
 from redis.cluster import RedisCluster

@@ -12,11 +12,12 @@ from click.testing import CliRunner
 from helpers import wait_until
 from kubetaskqueue import Manager, Task, defaults
 from kubetaskqueue.cli import cli
+from kubetaskqueue.connection import connect
 from kubetaskqueue.events import read_stream
 from kubetaskqueue.metrics import QueueStateCollector
 from kubetaskqueue.producer import NewTasks
 from kubetaskqueue.queue_state import read_queue_state
-from kubetaskqueue.store import RedisStore, connect
+from kubetaskqueue.store import RedisStore
 from prometheus_client import CollectorRegistry
 
 TOPIC = "jobs"

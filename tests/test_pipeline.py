@@ -9,8 +9,9 @@ import time
 import pytest
 from helpers import wait_until
 from kubetaskqueue import Manager, Task
+from kubetaskqueue.connection import connect
 from kubetaskqueue.producer import NewTasks
-from kubetaskqueue.store import RedisStore, connect
+from kubetaskqueue.store import RedisStore
 from kubetaskqueue.threads import TaskThreads
 
 TOPIC = "jobs"

@@ -12,9 +12,10 @@ from click.testing import CliRunner
 from helpers import wait_until
 from kubetaskqueue import Manager, Task
 from kubetaskqueue.cli import cli
+from kubetaskqueue.connection import connect
 from kubetaskqueue.producer import NewTasks
 from kubetaskqueue.queue_state import read_queue_state
-from kubetaskqueue.store import RedisStore, connect
+from kubetaskqueue.store import RedisStore
 
 TOPIC = "jobs"
 

@@ -11,10 +11,11 @@ import pytest
 import redis
 from helpers import Workers, wait_until
 from kubetaskqueue import Manager, Task
+from kubetaskqueue.connection import connect
 from kubetaskqueue.producer import NewTasks
 from kubetaskqueue.queue_state import read_queue_state
 from kubetaskqueue.ratelimit import RateLimit
-from kubetaskqueue.store import RedisStore, connect
+from kubetaskqueue.store import RedisStore
 
 TOPIC = "limited"
 

@@ -22,13 +22,14 @@ from fakeredis.commands_mixins import server_mixin
 from helpers import Workers, wait_until
 from kubetaskqueue import KubeTaskQueueError, Manager, PayloadError, Task, schedules
 from kubetaskqueue.cli import cli
+from kubetaskqueue.connection import connect
 from kubetaskqueue.dashboard.app import create_app
 from kubetaskqueue.keys import TopicKeys
 from kubetaskqueue.metrics import WorkerMetrics
 from kubetaskqueue.runner import RedisHealth
 from kubetaskqueue.schedule_rules import make_rule
 from kubetaskqueue.schedules import Schedule, Scheduler, read_schedules
-from kubetaskqueue.store import RedisStore, connect
+from kubetaskqueue.store import RedisStore
 from starlette.testclient import TestClient
 
 

@@ -6,10 +6,11 @@ import time
 
 import pytest
 from helpers import wait_until
+from kubetaskqueue.connection import connect
 from kubetaskqueue.errors import DuplicateTaskError
 from kubetaskqueue.producer import NewTasks
 from kubetaskqueue.queue_state import read_queue_state
-from kubetaskqueue.store import RedisStore, connect
+from kubetaskqueue.store import RedisStore
 
 TOPIC = "jobs"
 

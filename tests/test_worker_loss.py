@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from helpers import LEASE_TTL_S, Workers, wait_until
 from kubetaskqueue import Manager
+from kubetaskqueue.connection import connect
 from kubetaskqueue.events import read_stream
 from kubetaskqueue.producer import NewTasks
 from kubetaskqueue.queue_state import read_lease_owners, read_queue_state, release_lost_managers
-from kubetaskqueue.store import RedisStore, connect
+from kubetaskqueue.store import RedisStore
 
 TOPIC = "jobs"
 NS = "ktq"

@@ -97,7 +97,7 @@ class RedisQueueReader:
         self._clients: dict[str, Any] = {}
 
     def _client(self, url: str) -> Any:
-        from kubetaskqueue.store import connect  # lazily: pure parts and tests need no core
+        from kubetaskqueue.connection import connect  # lazily: pure parts and tests need no core
 
         client = self._clients.get(url)
         if client is None:

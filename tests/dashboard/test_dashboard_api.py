@@ -9,9 +9,9 @@ import pytest
 from dashboard_helpers import TOKEN
 from helpers import RedisServer, wait_until
 from kubetaskqueue import Manager, Task
+from kubetaskqueue.connection import connect
 from kubetaskqueue.dashboard.app import create_app
 from kubetaskqueue.dashboard.live import Rates, Throughput
-from kubetaskqueue.store import connect
 from starlette.testclient import TestClient
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -19,9 +19,9 @@ import pytest
 from dashboard_helpers import TOKEN, Dashboard
 from kubetaskqueue import Manager, Task
 from kubetaskqueue.admin import task_state
+from kubetaskqueue.connection import connect
 from kubetaskqueue.dashboard import MAX_BODY_BYTES, allowed_hosts
 from kubetaskqueue.dashboard.app import create_app
-from kubetaskqueue.store import connect
 from starlette.testclient import TestClient
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

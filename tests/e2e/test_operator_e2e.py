@@ -32,8 +32,9 @@ if skip_reason(ENV_REDIS_URL):
 from helpers import free_port, wait_until
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from kubetaskqueue.connection import connect
 from kubetaskqueue.producer import NewTasks
-from kubetaskqueue.store import RedisStore, connect
+from kubetaskqueue.store import RedisStore
 from kubetaskqueue_operator.kube import DELETION_COST
 
 ROOT = Path(__file__).resolve().parents[2]

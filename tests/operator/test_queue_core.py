@@ -13,6 +13,7 @@ from kubetaskqueue_operator.reconcile import pool_ref, reconcile
 from opfakes import NS, World
 
 store_mod = pytest.importorskip("kubetaskqueue.store")
+connection = pytest.importorskip("kubetaskqueue.connection")
 producer = pytest.importorskip("kubetaskqueue.producer")
 
 
@@ -25,7 +26,7 @@ def new_tasks(n: int, delay_s: float = 0.0) -> object:
 def url() -> str:
     """An embedded store (fakeredis running the core's Lua scripts), fresh per test."""
     url = f"memory://operator-{uuid.uuid4().hex}"
-    store = store_mod.RedisStore(store_mod.connect(url))
+    store = store_mod.RedisStore(connection.connect(url))
     store.enqueue("email", new_tasks(25))
     store.enqueue("sms", new_tasks(4))
     _, claimed = store.claim("email", 3, 60.0, "w-a-0000000a")
@@ -70,7 +71,7 @@ def test_pool_scales_on_core_state(world: World, url: str) -> None:
 
 
 def test_a_paused_topic_counts_only_its_work(world: World, url: str) -> None:
-    store = store_mod.RedisStore(store_mod.connect(url))
+    store = store_mod.RedisStore(connection.connect(url))
     assert store.set_paused("email", True, "test")
     snap = RedisQueueReader()(url, "kubetaskqueue", None)
     # email: 22 ready + 1 due are not backlog while paused; its 3 in work are. sms counts.
@@ -92,7 +93,7 @@ def limited_url(declare: bool = True) -> str:
     """200 ready tasks in a topic limited to 10/s by a live 8-slot manager; the tasks
     ran 0.4 s on average: ceil(10 x 0.4 / 8) = 1 pod keeps the limit busy."""
     url = f"memory://operator-limit-{uuid.uuid4().hex}"
-    store = store_mod.RedisStore(store_mod.connect(url))
+    store = store_mod.RedisStore(connection.connect(url))
     if declare:
         store.declare_limit("api", "w-a-0000000a", 30.0, (0.1, 1, 8, "10/s"))
     store.enqueue("api", new_tasks(201))
@@ -129,7 +130,7 @@ def test_pool_does_not_scale_up_for_backlog_the_limit_makes_wait(
 
 def test_a_pool_at_zero_keeps_the_limit_last_in_force() -> None:
     url = limited_url()
-    store = store_mod.RedisStore(store_mod.connect(url))
+    store = store_mod.RedisStore(connection.connect(url))
     store.declare_limit("api", "w-a-0000000a", 30.0, None)  # its manager stopped
     store.deregister_manager("w-a-0000000a")
     [limited] = RedisQueueReader()(url, "kubetaskqueue", ("api",)).rate_limited

@@ -15,6 +15,7 @@ from typing import Any, TypeVar, get_args
 from .backoff import Backoff, default_backoff
 from .backpressure import MemoryGuard
 from .cluster import REDIS_ERRORS
+from .connection import connect, redact_url
 from .errors import (
     ConfigError,
     KubeTaskQueueError,
@@ -33,7 +34,7 @@ from .runner import Processor, Runner
 from .schedule_rules import make_rule
 from .schedules import Schedule, Scheduler, check_schedule_name
 from .settings import Settings
-from .store import RedisStore, connect, redact_url
+from .store import RedisStore
 from .task import Task
 from .task_info import TaskInfo, delete_task, lookup_task
 from .topics import ServedTopicsCheck

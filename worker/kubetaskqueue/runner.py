@@ -14,6 +14,7 @@ from collections.abc import Callable
 from .attempts import Attempt, InFlight, Processor
 from .backoff import Backoff
 from .cluster import REDIS_ERRORS
+from .connection import redact_url
 from .health import RedisHealth
 from .maintenance import Maintenance
 from .metrics import WorkerMetrics
@@ -21,7 +22,7 @@ from .outcomes import Recorder
 from .pipeline import Pipeline
 from .ratelimit import LimitDeclarations
 from .settings import Settings
-from .store import RedisStore, redact_url
+from .store import RedisStore
 
 __all__ = ["Processor", "RedisHealth", "Runner"]
 
