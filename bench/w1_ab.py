@@ -7,8 +7,10 @@ process with 16 slots, no-op tasks; bench/README.md) for the old tree, then the
 new one, ``pairs`` times (default 3, 10,000 tasks), so both see the same load on
 a shared machine. Needs only the core's own dependencies (no bench venv). Prints
 one line per run and the medians: tasks/s from the first start to the last end,
-Redis commands per task in the worker run (inside Lua included) and
-redis-server CPU µs per task, with the load average before each run.
+Redis commands per task in the worker run (inside Lua included), redis-server
+and worker CPU µs per task (the worker's from its first task start), with the
+load average before each run. ``BENCH_STYLE=redis`` runs the other task style;
+``BENCH_CONC=64 BENCH_SLEEP_S=0.01`` runs W2 instead.
 """
 
 from __future__ import annotations
@@ -34,21 +36,27 @@ def loadavg() -> str:
 def one_run(redis: RedisServer, worker_dir: str, n: int) -> dict[str, float]:
     redis.flush()
     probe_dir = tempfile.mkdtemp(prefix="bench-ab-")
-    env = dict(os.environ, BENCH_REDIS_URL=redis.url, BENCH_CONC="16", BENCH_SLEEP_S="0",
-               BENCH_PROBE_DIR=probe_dir, PYTHONPATH=os.pathsep.join([worker_dir, REPO]))
+    env = dict(os.environ, BENCH_REDIS_URL=redis.url, BENCH_PROBE_DIR=probe_dir,
+               PYTHONPATH=os.pathsep.join([worker_dir, REPO]))
+    env.setdefault("BENCH_CONC", "16")
+    env.setdefault("BENCH_SLEEP_S", "0")
     subprocess.run([sys.executable, "-m", "bench.enqueue", "kubetaskqueue", "batch", str(n)],
                    env=env, cwd=REPO, check=True, capture_output=True)
     before, cpu0 = redis.commands(), redis.cpu_s()
     worker = subprocess.Popen(
         [sys.executable, "-m", "kubetaskqueue", "--log-format", "text", "worker",
-         "bench.apps.ktq_app:manager", "--num-workers", "16", "--http-port", "0"],
+         "bench.apps.ktq_app:manager", "--num-workers", env["BENCH_CONC"], "--http-port", "0"],
         env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + max(120.0, n / 50)
+        worker_cpu0: tuple[int, float] | None = None  # (tasks done, CPU s) at the first start
         while (done := probe.read(probe_dir))[0] < n:
             if time.monotonic() > deadline or worker.poll() is not None:
                 raise RuntimeError(f"only {done[0]}/{n} tasks finished")
+            if worker_cpu0 is None and done[1] is not None:
+                worker_cpu0 = done[0], process_cpu_s(worker.pid)
             time.sleep(0.005)
+        worker_cpu = process_cpu_s(worker.pid)
         time.sleep(0.3)  # let the last acks land
         cmds = sum(RedisServer.delta(before, redis.commands()).values())
         cpu = redis.cpu_s() - cpu0
@@ -57,8 +65,17 @@ def one_run(redis: RedisServer, worker_dir: str, n: int) -> dict[str, float]:
         worker.wait(15)
     _, first, last = done
     assert first is not None and last is not None
+    assert worker_cpu0 is not None
     return {"per_s": n / (last - first), "cmds_per_task": cmds / n,
-            "redis_cpu_us_per_task": cpu / n * 1e6}
+            "redis_cpu_us_per_task": cpu / n * 1e6,
+            "worker_cpu_us_per_task": (worker_cpu - worker_cpu0[1]) / (n - worker_cpu0[0]) * 1e6}
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a running process."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -75,14 +92,16 @@ def main() -> None:
                 results[name].append(r)
                 print(f"pair {pair + 1} {name}: {r['per_s']:,.0f} tasks/s, "
                       f"{r['cmds_per_task']:.2f} cmds/task, "
-                      f"{r['redis_cpu_us_per_task']:.0f} µs redis CPU/task (load {load})",
+                      f"{r['redis_cpu_us_per_task']:.0f} µs redis CPU/task, "
+                      f"{r['worker_cpu_us_per_task']:.0f} µs worker CPU/task (load {load})",
                       flush=True)
     finally:
         redis.stop()
     for name, runs in results.items():
         med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         print(f"median {name}: {med['per_s']:,.0f} tasks/s, {med['cmds_per_task']:.2f} "
-              f"cmds/task, {med['redis_cpu_us_per_task']:.0f} µs redis CPU/task")
+              f"cmds/task, {med['redis_cpu_us_per_task']:.0f} µs redis CPU/task, "
+              f"{med['worker_cpu_us_per_task']:.0f} µs worker CPU/task")
 
 
 if __name__ == "__main__":
