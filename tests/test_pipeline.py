@@ -9,6 +9,7 @@ import time
 import pytest
 from helpers import wait_until
 from kubetaskqueue import Manager, Task
+from kubetaskqueue.attempts import ACK_BATCH_S, Attempt, InFlight, Processor
 from kubetaskqueue.connection import connect
 from kubetaskqueue.producer import NewTasks
 from kubetaskqueue.store import RedisStore
@@ -99,3 +100,46 @@ def test_a_thread_freed_by_its_job_takes_the_next_one() -> None:
     assert done.wait(10)
     assert set(names) == {"f-1"}
     pool.close()
+
+
+def _attempt(n: int) -> Attempt:
+    task = Task(id=f"t{n}", topic=TOPIC, payload=None, attempt=1, num_retries=0,
+                enqueued_at=0.0, lease_token="1")
+    return Attempt(task, Processor(lambda t: None, None, False))
+
+
+def test_successes_batch_while_tasks_queue_but_wait_at_most_ack_batch_s() -> None:
+    """With more tasks queued for its threads, a success wakes the claim thread only
+    once half the slots wait to be acked, or ACK_BATCH_S after the first success."""
+    inflight = InFlight(8)
+    stopping = threading.Event()
+    for n in range(8):
+        inflight.add(_attempt(n))
+    rounds: list[tuple[float, list[str]]] = []
+
+    def claim_thread() -> None:
+        for _ in range(2):
+            taken = inflight.wait_round(stopping)
+            assert taken is not None
+            rounds.append((time.monotonic(), [a.task.id for a in taken[0]]))
+            inflight.end_round(taken[1])
+
+    thread = threading.Thread(target=claim_thread)
+    thread.start()
+    wait_until(lambda: inflight._claimer_waiting, what="the claim thread waiting")
+    first = time.monotonic()
+    inflight.succeeded(_attempt_of(inflight, "t0"), may_help=False, more_queued=True)
+    wait_until(lambda: len(rounds) == 1, what="the first round")
+    assert rounds[0][1] == ["t0"] and rounds[0][0] - first >= ACK_BATCH_S  # waited, alone
+    wait_until(lambda: inflight._claimer_waiting, what="the claim thread waiting again")
+    with inflight.cond:  # (reentrant) four at once: half the slots, due without the timer
+        for n in range(1, 5):
+            inflight.succeeded(_attempt_of(inflight, f"t{n}"), may_help=False,
+                               more_queued=True)
+        assert inflight._acks_due
+    thread.join(10)
+    assert rounds[1][1] == ["t1", "t2", "t3", "t4"]
+
+
+def _attempt_of(inflight: InFlight, task_id: str) -> Attempt:
+    return inflight._attempts[(TOPIC, task_id)]

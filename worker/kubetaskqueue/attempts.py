@@ -6,7 +6,8 @@ attempt leaves the table) only after its outcome is recorded in Redis, so a
 manager never holds more leases than it has slots.
 
 Successes wait in ``done`` for the next claim round, which acks them in its claim
-call. A round reserves the slots it may fill, so two can run at once: while the
+call; while more tasks wait for a task thread, the claim thread lets successes
+gather (up to half the slots, at most ``ACK_BATCH_S``) so one round acks many. A round reserves the slots it may fill, so two can run at once: while the
 claim thread waits on its own round trip, the task thread of a new success runs
 one (overlapping them). While the claim thread is blocked in Redis (nothing to
 claim) or has stopped claiming, nobody would take successes soon: then the
@@ -54,6 +55,10 @@ class Attempt:
 
 Leases = dict[str, list[tuple[str, str]]]  # topic -> (id, lease token)
 
+# While more of its tasks wait for a thread, a success waits this long at most for
+# others to be acked with it in one claim round (seconds): fewer, larger rounds.
+ACK_BATCH_S = 0.002
+
 
 class InFlight:
     def __init__(self, slots: int) -> None:
@@ -61,6 +66,8 @@ class InFlight:
         self.cond = threading.Condition()
         self._attempts: dict[tuple[str, str], Attempt] = {}
         self._done: list[Attempt] = []  # succeeded, not yet acked
+        self._done_since = 0.0  # monotonic: when the oldest of _done succeeded
+        self._acks_due = False  # _done should be acked now, not batched with later ones
         self._reserved = 0  # slots claim rounds in flight may fill
         self._rounds = 0  # claim rounds in flight
         self._claimer_away = False  # the claim thread cannot take done soon
@@ -71,6 +78,7 @@ class InFlight:
 
     def _begin_round(self) -> tuple[list[Attempt], int]:
         acks, self._done = self._done, []
+        self._acks_due = False
         # The round's own acks free their slots before its claims, in the same script;
         # another round's acks in flight may land after them, so those slots stay busy.
         room = max(0, self._free() + len(acks))
@@ -83,9 +91,14 @@ class InFlight:
         the successes and reserve the slots free once they are acked. Returns both, or
         None when a stop is asked."""
         with self.cond:
-            while not self._done and self._free() <= 0 and not stopping.is_set():
+            while self._free() <= 0 and not stopping.is_set():
+                wait_s = None
+                if self._done:
+                    wait_s = self._done_since + ACK_BATCH_S - time.monotonic()
+                    if self._acks_due or wait_s <= 0:
+                        break
                 self._claimer_waiting = True
-                self.cond.wait()
+                self.cond.wait(wait_s)
                 self._claimer_waiting = False
             return None if stopping.is_set() else self._begin_round()
 
@@ -104,18 +117,25 @@ class InFlight:
             if self._claimer_waiting:
                 self.cond.notify_all()
 
-    def succeeded(self, attempt: Attempt, may_help: bool,
+    def succeeded(self, attempt: Attempt, may_help: bool, more_queued: bool = False,
                   ) -> tuple[list[Attempt], tuple[list[Attempt], int] | None]:
         """Queue a success for the next claim round. Returns the successes the caller
         must ack itself (the claim thread is away), usually none; and, when the claim
         thread is in a round of its own and ``may_help``, a round the caller runs
-        (overlapping the two round trips)."""
+        (overlapping the two round trips). ``more_queued``: tasks of this manager wait
+        for a thread, so more successes follow soon: the claim thread is woken only
+        once half the slots wait to be acked, or ``ACK_BATCH_S`` after the first."""
         with self.cond:
+            if not self._done:
+                self._done_since = time.monotonic()
             self._done.append(attempt)
             if self._claimer_away:
                 done, self._done = self._done, []
                 return done, None
-            if self._claimer_waiting:
+            if not more_queued or 2 * len(self._done) >= self.slots:
+                self._acks_due = True
+            # The first success also wakes it, to start its ACK_BATCH_S timer.
+            if self._claimer_waiting and (self._acks_due or len(self._done) == 1):
                 self.cond.notify_all()
             elif may_help and self._rounds == 1:
                 return [], self._begin_round()
@@ -127,6 +147,8 @@ class InFlight:
         with self.cond:
             if self._claimer_away:
                 return acks
+            if acks and not self._done:
+                self._done_since = time.monotonic()
             self._done[:0] = acks
             return []
 

@@ -264,8 +264,9 @@ class Pipeline:
         if outcome.error is None:
             attempt.result = outcome.result
             # A claim round here would hold up the tasks queued for this thread.
-            may_help = not (self._stopping.is_set() or self.task_threads.queued)
-            mine, helping = self.inflight.succeeded(attempt, may_help)
+            queued = self.task_threads.queued > 0
+            mine, helping = self.inflight.succeeded(
+                attempt, not (self._stopping.is_set() or queued), more_queued=queued)
             if mine:
                 self._ack(mine)
             elif helping:
