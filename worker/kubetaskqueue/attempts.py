@@ -7,9 +7,10 @@ manager never holds more leases than it has slots.
 
 Successes wait in ``done`` for the next claim round, which acks them in its claim
 call; while more tasks wait for a task thread, the claim thread lets successes
-gather (up to half the slots, at most ``ACK_BATCH_S``) so one round acks many. A round reserves the slots it may fill, so two can run at once: while the
-claim thread waits on its own round trip, the task thread of a new success runs
-one (overlapping them). While the claim thread is blocked in Redis (nothing to
+gather (up to half the slots, at most ``ACK_BATCH_S``) so one round acks many.
+A round reserves the slots it may fill, so two can run at once: while the claim
+thread waits on its own round trip, the task thread of a new success runs one
+(overlapping them). While the claim thread is blocked in Redis (nothing to
 claim) or has stopped claiming, nobody would take successes soon: then the
 thread that finished the task acks it itself.
 """
