@@ -16,6 +16,13 @@ import redis
 _HARNESS_COMMANDS = {"info", "flushall", "config|resetstat"}
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds a running process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -59,9 +66,7 @@ class RedisServer:
 
     def cpu_s(self) -> float:
         """CPU seconds (user + system) redis-server has used so far."""
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu_s(self.proc.pid)
 
     def monitor(self) -> Monitor:
         return Monitor(self.port)

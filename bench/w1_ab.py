@@ -23,7 +23,7 @@ import tempfile
 import time
 
 from bench import probe
-from bench.redisserver import RedisServer
+from bench.redisserver import RedisServer, process_cpu_s
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -70,12 +70,6 @@ def one_run(redis: RedisServer, worker_dir: str, n: int) -> dict[str, float]:
             "redis_cpu_us_per_task": cpu / n * 1e6,
             "worker_cpu_us_per_task": (worker_cpu - worker_cpu0[1]) / (n - worker_cpu0[0]) * 1e6}
 
-
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a running process."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
