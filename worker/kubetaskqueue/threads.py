@@ -54,7 +54,7 @@ class TaskThreads:
         # deque and list appends and pops, and dict item writes, are atomic in CPython.
         self._parked: list[threading.Lock] = []  # each parked thread blocks on its own
         self._running: dict[int, float] = {}  # thread id -> start of its job, until free()
-        self._started = 0  # threads started (under _start_lock)
+        self._started = 0  # threads alive, also numbering the next (under _start_lock)
         self._start_lock = threading.Lock()
         self._mean_s: float | None = None  # a job's run time, moving average
         self._closed = False
@@ -98,13 +98,18 @@ class TaskThreads:
         takers = free + sum(1 for started in running if started > soon)
         return (len(self._jobs) - 1) * mean / takers if takers > 0 else float("inf")
 
-    def _wake_one(self) -> None:
-        """Wake a parked thread, or start one."""
+    def _unpark(self) -> bool:
+        """Wake a parked thread, if there is one."""
         try:
             self._parked.pop().release()
-            return
         except IndexError:
-            pass
+            return False
+        return True
+
+    def _wake_one(self) -> None:
+        """Wake a parked thread, or start one."""
+        if self._unpark():
+            return
         with self._start_lock:
             self._started += 1
             number = self._started
@@ -126,11 +131,8 @@ class TaskThreads:
     def close(self) -> None:
         """Let idle threads exit; busy (or hung) ones finish or stay behind as daemons."""
         self._closed = True
-        while True:
-            try:
-                self._parked.pop().release()
-            except IndexError:
-                break
+        while self._unpark():
+            pass
         self._queued.set()
 
     def _work(self) -> None:
