@@ -1,6 +1,7 @@
-"""Profile the kubetaskqueue worker on W1 with py-spy; print where its samples go.
+"""Profile the kubetaskqueue worker on W1 (or W2) with py-spy; print where its samples go.
 
     bench/.venv/bin/python -m bench.profile [--tasks 20000] [--conc 16]
+    bench/.venv/bin/python -m bench.profile --conc 64 --sleep-s 0.01     # W2
 
 Writes the folded stacks to bench/results/ktq-w1.folded and
 prints the functions with the largest inclusive and self share of samples.
@@ -27,19 +28,20 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=20_000)
     ap.add_argument("--conc", type=int, default=PEERS["kubetaskqueue"].conc_w1)
     ap.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    ap.add_argument("--sleep-s", type=float, default=0.0, help="each task sleeps this long")
     ap.add_argument("--gil", action="store_true", help="sample only the thread holding the GIL")
     args = ap.parse_args()
     out = os.path.join(REPO, "bench", "results", "ktq-w1.folded")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     redis = RedisServer()
     probe_dir = tempfile.mkdtemp(prefix="bench-probe-")
-    env = dict(os.environ, BENCH_REDIS_URL=redis.url, BENCH_CONC=str(args.conc),
-               BENCH_SLEEP_S="0", BENCH_PROBE_DIR=probe_dir, PYTHONPATH=REPO)  # the working tree
+    env = dict(os.environ, BENCH_REDIS_URL=redis.url, BENCH_CONC=str(args.conc),  # the working tree
+               BENCH_SLEEP_S=str(args.sleep_s), BENCH_PROBE_DIR=probe_dir, PYTHONPATH=REPO)
     spy = None
     try:
         subprocess.run([sys.executable, "-m", "bench.enqueue", "kubetaskqueue", "batch",
                         str(args.tasks)], env=env, cwd=REPO, check=True, capture_output=True)
-        argv = PEERS["kubetaskqueue"].worker_argv(args.conc, False, 0)
+        argv = PEERS["kubetaskqueue"].worker_argv(args.conc, args.sleep_s > 0, 0)
         spy = subprocess.Popen(
             [os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", "-r",
              str(args.rate), "-f", "raw", "-o", out, "--threads",

@@ -8,9 +8,11 @@ manager never holds more leases than it has slots.
 Successes wait in ``done`` for the next claim round, which acks them in its claim
 call; while more tasks wait for a task thread, the claim thread lets successes
 gather (up to half the slots, at most ``ACK_BATCH_S``) so one round acks many.
-A round reserves the slots it may fill, so two can run at once: while the claim
-thread waits on its own round trip, the task thread of a new success runs one
-(overlapping them). While the claim thread is blocked in Redis (nothing to
+Only the claim thread runs rounds, one at a time: a round fills the slots free
+when it began and those its own acks free (the same script records the acks
+before it claims). Task threads running rounds of their own, overlapping the
+claim thread's round trips, was measured slower (more threads contending for
+the GIL and for Redis). While the claim thread is blocked in Redis (nothing to
 claim) or has stopped claiming, nobody would take successes soon: then the
 thread that finished the task acks it itself.
 """
@@ -69,28 +71,16 @@ class InFlight:
         self._done: list[Attempt] = []  # succeeded, not yet acked
         self._done_since = 0.0  # monotonic: when the oldest of _done succeeded
         self._acks_due = False  # _done should be acked now, not batched with later ones
-        self._reserved = 0  # slots claim rounds in flight may fill
-        self._rounds = 0  # claim rounds in flight
         self._claimer_away = False  # the claim thread cannot take done soon
         self._claimer_waiting = False  # the claim thread waits on cond
 
     def _free(self) -> int:
-        return self.slots - len(self._attempts) - self._reserved
-
-    def _begin_round(self) -> tuple[list[Attempt], int]:
-        acks, self._done = self._done, []
-        self._acks_due = False
-        # The round's own acks free their slots before its claims, in the same script;
-        # another round's acks in flight may land after them, so those slots stay busy.
-        room = max(0, self._free() + len(acks))
-        self._reserved += room
-        self._rounds += 1
-        return acks, room
+        return self.slots - len(self._attempts)
 
     def wait_round(self, stopping: threading.Event) -> tuple[list[Attempt], int] | None:
         """Block until a slot is free or a success waits; then begin a claim round: take
-        the successes and reserve the slots free once they are acked. Returns both, or
-        None when a stop is asked."""
+        the successes to ack. Returns them and the slots free besides theirs, or None
+        when a stop is asked."""
         with self.cond:
             while self._free() <= 0 and not stopping.is_set():
                 wait_s = None
@@ -101,46 +91,31 @@ class InFlight:
                 self._claimer_waiting = True
                 self.cond.wait(wait_s)
                 self._claimer_waiting = False
-            return None if stopping.is_set() else self._begin_round()
+            if stopping.is_set():
+                return None
+            acks, self._done = self._done, []
+            self._acks_due = False
+            return acks, max(0, self._free())
 
-    def unreserve(self, slots: int) -> None:
-        """A claim round filled (or gave up) ``slots`` of those it reserved."""
-        with self.cond:
-            self._reserved -= slots
-            if self._claimer_waiting:
-                self.cond.notify_all()
-
-    def end_round(self, room: int) -> None:
-        """A claim round ends: the ``room`` it reserved and did not fill is free again."""
-        with self.cond:
-            self._reserved -= room
-            self._rounds -= 1
-            if self._claimer_waiting:
-                self.cond.notify_all()
-
-    def succeeded(self, attempt: Attempt, may_help: bool, more_queued: bool = False,
-                  ) -> tuple[list[Attempt], tuple[list[Attempt], int] | None]:
+    def succeeded(self, attempt: Attempt, more_queued: bool) -> list[Attempt]:
         """Queue a success for the next claim round. Returns the successes the caller
-        must ack itself (the claim thread is away), usually none; and, when the claim
-        thread is in a round of its own and ``may_help``, a round the caller runs
-        (overlapping the two round trips). ``more_queued``: tasks of this manager wait
-        for a thread, so more successes follow soon: the claim thread is woken only
-        once half the slots wait to be acked, or ``ACK_BATCH_S`` after the first."""
+        must ack itself (the claim thread is away), usually none. ``more_queued``: tasks
+        of this manager wait for a thread, so more successes follow soon: the claim
+        thread is woken only once half the slots wait to be acked, or ``ACK_BATCH_S``
+        after the first."""
         with self.cond:
             if not self._done:
                 self._done_since = time.monotonic()
             self._done.append(attempt)
             if self._claimer_away:
                 done, self._done = self._done, []
-                return done, None
+                return done
             if not more_queued or 2 * len(self._done) >= self.slots:
                 self._acks_due = True
             # The first success also wakes it, to start its ACK_BATCH_S timer.
             if self._claimer_waiting and (self._acks_due or len(self._done) == 1):
                 self.cond.notify_all()
-            elif may_help and self._rounds == 1:
-                return [], self._begin_round()
-            return [], None
+            return []
 
     def requeue(self, acks: list[Attempt]) -> list[Attempt]:
         """Successes a claim round did not ack (Redis failed): the next round takes them.

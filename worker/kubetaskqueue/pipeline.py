@@ -8,6 +8,8 @@ Threads:
   thread for ``async def`` processors.
 A success waits for the claim thread's next call, unless that thread is blocked in
 Redis or has stopped claiming: then the task's own thread acks it (attempts.py).
+Only the claim thread claims, so a round's room (the slots free when it began, and
+those its acks free) cannot be taken by another.
 Failures (rarer, each with its own backoff) are recorded by the thread that saw them.
 """
 
@@ -144,17 +146,14 @@ class Pipeline:
                 self._stopping.wait(self.health.failure(exc))
 
     def _claim_round(self, acks: list[Attempt], free: int) -> tuple[int, float | None, bool]:
-        """Ack ``acks`` and claim into the ``free`` slots reserved for this round (counting
-        those the acks free), one call per topic, starting at a rotating topic for
-        fairness; then end the round. Returns the tasks claimed, the soonest next due
-        time, and whether every topic was asked to claim (if not, ``next_due`` does not
-        cover them all)."""
+        """Ack ``acks`` and claim into the ``free`` slots and those the acks free, one
+        call per topic, starting at a rotating topic for fairness. Returns the tasks
+        claimed, the soonest next due time, and whether every topic was asked to claim
+        (if not, ``next_due`` does not cover them all)."""
         by_topic: dict[str, list[Attempt]] = {}
         for attempt in acks:
             by_topic.setdefault(attempt.task.topic, []).append(attempt)
-        # A topic's acks free their slots before its claim in the same call; the acks of
-        # a topic asked later do not free slots yet.
-        room = free - len(acks)
+        room = free  # what the round may still claim, besides into its acks' slots
         claimed, next_due, asked = 0, None, 0
         n = len(self.topics)
         offset = next(self._offsets)
@@ -162,32 +161,27 @@ class Pipeline:
             for i in range(n):
                 topic = self.topics[(offset + i) % n]
                 group = by_topic.get(topic, [])
-                room += len(group)
-                if room <= 0 and not group:
+                if room == 0 and not group:
                     continue
                 leases = [(a.task.id, a.task.lease_token) for a in group]
                 results = {a.task.id: a.result for a in group if a.result is not None}
-                ran_s = _ran_s(group)
-                rows: list[Claimed] = []
-                if room > 0:
-                    fenced, due_in, rows = self.store.ack_and_claim(
-                        topic, leases, room, self.settings.lease_ttl_s, self.manager_id,
-                        results, ran_s)
-                    asked += 1
-                    if due_in is not None:
-                        next_due = due_in if next_due is None else min(next_due, due_in)
-                else:
-                    fenced = self.store.ack_many(topic, leases, results, ran_s)
-                by_topic.pop(topic, None)  # recorded
+                # The script records the topic's acks before it claims: their slots are
+                # this call's to fill too.
+                fenced, due_in, rows = self.store.ack_and_claim(
+                    topic, leases, room + len(group), self.settings.lease_ttl_s,
+                    self.manager_id, results, _ran_s(group))
+                asked += 1
+                if due_in is not None:
+                    next_due = due_in if next_due is None else min(next_due, due_in)
+                room += len(group)  # recorded: the acks' slots are the round's to fill
+                by_topic.pop(topic, None)
                 self._acked(topic, group, fenced)
                 for row in rows:
                     if started := self._start_attempt(topic, row):
                         self.task_threads.submit(self._run_sync, started)
-                self.inflight.unreserve(len(rows))  # in the table now (or buried)
                 claimed += len(rows)
                 room -= len(rows)
         finally:
-            self.inflight.end_round(free - claimed)
             self._ack(self.inflight.requeue([a for group in by_topic.values() for a in group]))
         return claimed, next_due, asked == n
 
@@ -263,14 +257,8 @@ class Pipeline:
         outcome = oversized(outcome, self.settings.max_payload_bytes)
         if outcome.error is None:
             attempt.result = outcome.result
-            # A claim round here would hold up the tasks queued for this thread.
-            queued = self.task_threads.queued > 0
-            mine, helping = self.inflight.succeeded(
-                attempt, not (self._stopping.is_set() or queued), more_queued=queued)
-            if mine:
+            if mine := self.inflight.succeeded(attempt, self.task_threads.queued > 0):
                 self._ack(mine)
-            elif helping:
-                self._help(*helping)
             return
         task = attempt.task
         try:
@@ -279,16 +267,6 @@ class Pipeline:
                                retries_left=not task.is_last_attempt)
         finally:
             self.inflight.finish([attempt])
-
-    def _help(self, acks: list[Attempt], free: int) -> None:
-        """A claim round on a task thread, while the claim thread waits for its own."""
-        try:
-            self._claim_round(acks, free)
-            self.health.success()
-        except REDIS_ERRORS as exc:
-            self.health.failure(exc)  # the claim thread backs off; the acks wait for it
-        except Exception:  # a bug here must not end the task thread
-            log.exception("a claim round on a task thread failed")
 
     # -- acking --------------------------------------------------------------------
 

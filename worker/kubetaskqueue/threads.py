@@ -23,8 +23,8 @@ The job queue is a deque and parked threads wait on their own lock; a thread
 about to park checks the queue once more after it has said so.
 
 A job that is about to end calls ``free()``: its thread counts as free from then
-on, so what the job submits meanwhile (the claim its own success let through)
-waits for it instead of waking one more thread.
+on, so a job submitted meanwhile (the claim its own success let through) waits
+for it instead of waking one more thread.
 """
 
 from __future__ import annotations
