@@ -109,7 +109,7 @@ def _attempt(n: int) -> Attempt:
 
 def test_successes_batch_while_tasks_queue_but_wait_at_most_ack_batch_s() -> None:
     """With more tasks queued for its threads, a success wakes the claim thread only
-    once half the slots wait to be acked, or ACK_BATCH_S after the first success."""
+    ACK_BATCH_S after the first success, or once one comes with none queued."""
     inflight = InFlight(8)
     stopping = threading.Event()
     for n in range(8):
@@ -130,9 +130,11 @@ def test_successes_batch_while_tasks_queue_but_wait_at_most_ack_batch_s() -> Non
     wait_until(lambda: len(rounds) == 1, what="the first round")
     assert rounds[0][1] == ["t0"] and rounds[0][0] - first >= ACK_BATCH_S  # waited, alone
     wait_until(lambda: inflight._claimer_waiting, what="the claim thread waiting again")
-    with inflight.cond:  # (reentrant) four at once: half the slots, due without the timer
-        for n in range(1, 5):
+    with inflight.cond:  # (reentrant) the claim thread wakes only once the lock is free
+        for n in range(1, 4):
             inflight.succeeded(_attempt_of(inflight, f"t{n}"), more_queued=True)
+        assert not inflight._acks_due
+        inflight.succeeded(_attempt_of(inflight, "t4"), more_queued=False)  # the last
         assert inflight._acks_due
     thread.join(10)
     assert rounds[1][1] == ["t1", "t2", "t3", "t4"]

@@ -7,7 +7,7 @@ manager never holds more leases than it has slots.
 
 Successes wait in ``done`` for the next claim round, which acks them in its claim
 call; while more tasks wait for a task thread, the claim thread lets successes
-gather (up to half the slots, at most ``ACK_BATCH_S``) so one round acks many.
+gather (until none is queued, at most ``ACK_BATCH_S``) so one round acks many.
 Only the claim thread runs rounds, one at a time: a round fills the slots free
 when it began and those its own acks free (the same script records the acks
 before it claims). Task threads running rounds of their own, overlapping the
@@ -101,7 +101,7 @@ class InFlight:
         """Queue a success for the next claim round. Returns the successes the caller
         must ack itself (the claim thread is away), usually none. ``more_queued``: tasks
         of this manager wait for a thread, so more successes follow soon: the claim
-        thread is woken only once half the slots wait to be acked, or ``ACK_BATCH_S``
+        thread is woken once a success comes with none queued, or ``ACK_BATCH_S``
         after the first."""
         with self.cond:
             if not self._done:
@@ -110,7 +110,8 @@ class InFlight:
             if self._claimer_away:
                 done, self._done = self._done, []
                 return done
-            if not more_queued or 2 * len(self._done) >= self.slots:
+            # Waking it once half the slots waited, instead, cost 35 % more CPU a task.
+            if not more_queued:
                 self._acks_due = True
             # The first success also wakes it, to start its ACK_BATCH_S timer.
             if self._claimer_waiting and (self._acks_due or len(self._done) == 1):
