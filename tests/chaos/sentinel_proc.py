@@ -156,8 +156,13 @@ class SentinelSet:
     def wait_replica(self, node: RedisProc, of: RedisProc, timeout_s: float = 40.0) -> float:
         """Until ``node`` replicates ``of`` with its link up (the old primary after a
         failover: sentinel reconfigures it some seconds later); returns the time."""
-        wait_until(lambda: role(node) == ("slave", of.port, True), timeout_s, 0.05,
-                   what=f"{node.port} replica of {of.port}")
+        try:
+            wait_until(lambda: role(node) == ("slave", of.port, True), timeout_s, 0.05,
+                       what=f"{node.port} replica of {of.port}")
+        except AssertionError as exc:  # say where the node and the sentinels stand
+            masters = [s.master() for s in self.sentinels]
+            raise AssertionError(f"{exc}: its role is {role(node)}, the sentinels name "
+                                 f"{masters} as primary") from None
         return time.monotonic()
 
     def sentinel_events(self, name: str) -> int:
