@@ -110,7 +110,7 @@ class InFlight:
             if self._claimer_away:
                 done, self._done = self._done, []
                 return done
-            # Waking it once half the slots waited, instead, cost 35 % more CPU a task.
+            # Waking it once half the slots waited cost 43 % more CPU a task (89 -> 127 us, W1).
             if not more_queued:
                 self._acks_due = True
             # The first success also wakes it, to start its ACK_BATCH_S timer.
