@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import pytest
 import redis
 from kubetaskqueue import Manager, Task
+from kubetaskqueue.attempts import Attempt, Processor
 
 T = TypeVar("T")
 
@@ -160,3 +161,10 @@ class RedisServer:
             self.proc.terminate()
             self.proc.wait(timeout=10)
             self.proc = None
+
+
+def make_attempt(n: int, topic: str = "jobs") -> Attempt:
+    """An attempt of task ``t<n>`` with a no-op sync processor, for InFlight unit tests."""
+    task = Task(id=f"t{n}", topic=topic, payload=None, attempt=1, num_retries=0,
+                enqueued_at=0.0, lease_token="1")
+    return Attempt(task, Processor(lambda t: None, None, False))

@@ -7,9 +7,9 @@ import threading
 import time
 
 import pytest
-from helpers import wait_until
+from helpers import make_attempt, wait_until
 from kubetaskqueue import Manager, Task
-from kubetaskqueue.attempts import ACK_BATCH_S, Attempt, InFlight, Processor
+from kubetaskqueue.attempts import ACK_BATCH_S, Attempt, InFlight
 from kubetaskqueue.connection import connect
 from kubetaskqueue.producer import NewTasks
 from kubetaskqueue.store import RedisStore
@@ -44,8 +44,9 @@ def test_one_call_acks_then_claims(store: RedisStore) -> None:
 
 def test_leases_held_never_exceed_the_slots(any_url: str) -> None:
     """A success's slot is reused only by the claim call that records its ack (the ack
-    first), so work never holds more than the manager's slots (here the only manager)."""
-    m = Manager(any_url, num_workers=3, poll_interval_s=0.1, lease_ttl_s=5.0)
+    first), so work never holds more than the manager's slots (here the only manager),
+    prefetch off (test_prefetch.py: with it, the slots plus the prefetch)."""
+    m = Manager(any_url, num_workers=3, prefetch=0, poll_interval_s=0.1, lease_ttl_s=5.0)
     seen: list[int] = []
     work_key = m.store.keys(TOPIC).work
 
@@ -101,19 +102,13 @@ def test_a_thread_freed_by_its_job_takes_the_next_one() -> None:
     pool.close()
 
 
-def _attempt(n: int) -> Attempt:
-    task = Task(id=f"t{n}", topic=TOPIC, payload=None, attempt=1, num_retries=0,
-                enqueued_at=0.0, lease_token="1")
-    return Attempt(task, Processor(lambda t: None, None, False))
-
-
 def test_successes_batch_while_tasks_queue_but_wait_at_most_ack_batch_s() -> None:
     """With more tasks queued for its threads, a success wakes the claim thread only
     ACK_BATCH_S after the first success, or once one comes with none queued."""
     inflight = InFlight(8)
     stopping = threading.Event()
     for n in range(8):
-        inflight.add(_attempt(n))
+        inflight.add(make_attempt(n))
     rounds: list[tuple[float, list[str]]] = []
 
     def claim_thread() -> None:

@@ -53,6 +53,10 @@ def load_manager(path: str) -> Manager:
 @click.option("--num-workers", type=click.IntRange(min=1), default=None,
               envvar="KUBETASKQUEUE_NUM_WORKERS", show_envvar=True,
               help="Tasks in flight at once in this process")
+@click.option("--prefetch", type=click.IntRange(min=0), default=None,
+              envvar="KUBETASKQUEUE_PREFETCH", show_envvar=True,
+              help="Most tasks claimed beyond the slots while tasks run long enough "
+                   "[default 16; 0 = off]")
 @click.option("--lease-ttl", type=click.FloatRange(min=0, min_open=True), default=None,
               envvar=["KUBETASKQUEUE_LEASE_TTL", "KUBETASKQUEUE_LEASE_TTL_S"], show_envvar=True,
               help="Seconds a claimed task stays leased without a heartbeat")
@@ -67,9 +71,9 @@ def load_manager(path: str) -> Manager:
 @click.option("--burst", is_flag=True, help="Exit once the topics are empty")
 @click.pass_context
 @runtime_errors
-def worker(ctx: click.Context, app: str, num_workers: int | None, lease_ttl: float | None,
-           grace: float | None, http_port: int | None, export_queue_state: bool,
-           burst: bool) -> None:
+def worker(ctx: click.Context, app: str, num_workers: int | None, prefetch: int | None,
+           lease_ttl: float | None, grace: float | None, http_port: int | None,
+           export_queue_state: bool, burst: bool) -> None:
     """Run the Manager found at MODULE:ATTR until SIGTERM.
 
     Options and their KUBETASKQUEUE_* variables override what the app's code
@@ -79,8 +83,8 @@ def worker(ctx: click.Context, app: str, num_workers: int | None, lease_ttl: flo
 
     manager = load_manager(app)
     manager.configure(redis_url=ctx.obj["redis_url"], namespace=ctx.obj["namespace"],
-                      num_workers=num_workers, lease_ttl_s=lease_ttl, shutdown_grace_s=grace,
-                      http_port=http_port)
+                      num_workers=num_workers, prefetch=prefetch, lease_ttl_s=lease_ttl,
+                      shutdown_grace_s=grace, http_port=http_port)
     registry = manager.metrics.registry
     if export_queue_state:
         registry.register(QueueStateCollector(manager.store.client, manager.settings.namespace))

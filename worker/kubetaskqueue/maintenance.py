@@ -112,8 +112,7 @@ class Maintenance:
         """Fail sync attempts past their timeout; returns the next deadline (monotonic)."""
         expired, next_deadline = self.inflight.past_deadline(time.monotonic())
         for attempt in expired:
-            assert attempt.deadline is not None
-            timeout = attempt.deadline - attempt.started
+            timeout = attempt.timeout_s
             log.warning("task %s exceeded its %.1fs timeout; a thread cannot be killed, so it "
                         "keeps running and its result will be ignored", attempt.task.id, timeout)
             self._settle(attempt, Outcome(error=f"timed out after {timeout:.1f}s"))

@@ -52,8 +52,9 @@ class Manager:
     """
 
     def __init__(self, redis_url: str | None = None, *, num_workers: int | None = None,
-                 lease_ttl_s: float | None = None, poll_interval_s: float | None = None,
-                 shutdown_grace_s: float | None = None, namespace: str | None = None,
+                 prefetch: int | None = None, lease_ttl_s: float | None = None,
+                 poll_interval_s: float | None = None, shutdown_grace_s: float | None = None,
+                 namespace: str | None = None,
                  backoff: Backoff | None = None, max_payload_bytes: int | None = None,
                  dead_max_tasks: int | None = None, dead_ttl_s: float | None = None,
                  max_queued: int | None = None) -> None:
@@ -63,8 +64,9 @@ class Manager:
         self._served_check: ServedTopicsCheck
         self._runner: Runner | None = None
         self._scheduler: Scheduler | None = None
-        self.configure(redis_url=redis_url, num_workers=num_workers, lease_ttl_s=lease_ttl_s,
-                       poll_interval_s=poll_interval_s, shutdown_grace_s=shutdown_grace_s,
+        self.configure(redis_url=redis_url, num_workers=num_workers, prefetch=prefetch,
+                       lease_ttl_s=lease_ttl_s, poll_interval_s=poll_interval_s,
+                       shutdown_grace_s=shutdown_grace_s,
                        namespace=namespace, max_payload_bytes=max_payload_bytes,
                        dead_max_tasks=dead_max_tasks, dead_ttl_s=dead_ttl_s,
                        max_queued=max_queued)

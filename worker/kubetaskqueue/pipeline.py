@@ -177,8 +177,7 @@ class Pipeline:
                 by_topic.pop(topic, None)
                 self._acked(topic, group, fenced)
                 for row in rows:
-                    if started := self._start_attempt(topic, row):
-                        self.task_threads.submit(self._run_sync, started)
+                    self._start_attempt(topic, row)
                 claimed += len(rows)
                 room -= len(rows)
         finally:
@@ -197,31 +196,37 @@ class Pipeline:
                 return False
         return True
 
-    def _start_attempt(self, topic: str, row: Claimed) -> Attempt | None:
-        """Start an attempt of a claimed task; returns it if it is for a task thread."""
+    def _start_attempt(self, topic: str, row: Claimed) -> None:
+        """Take a claimed task: run it if a slot is free, else it waits (prefetched)."""
         try:
             task = Task.from_claim(topic, row)
         except MalformedTaskError as exc:
             log.error("%s; moving it to dead", exc)
             self.recorder.fail(topic, row.id, row.token, row.attempts,
                                Outcome(error=str(exc), bury=True))
-            return None
+            return
         processor = self.processors[topic]
         timeout = task.timeout_s if task.timeout_s is not None else processor.timeout_s
         attempt = Attempt(task, processor, timeout)
         self.metrics.attempt_started(topic, task.wait_s)
-        self.inflight.add(attempt)
-        if processor.is_async:
-            assert self.loop is not None
-            attempt.future = asyncio.run_coroutine_threadsafe(
-                self._run_async(attempt, timeout), self.loop)
-            return None
-        if timeout is not None and processor.isolation == "thread":  # a child times itself
-            attempt.deadline = attempt.started + timeout
-            self.on_deadline()
-        return attempt
+        if self.inflight.add(attempt):
+            self._run(attempt)
 
     # -- running -----------------------------------------------------------------
+
+    def _run(self, attempt: Attempt) -> None:
+        """Start an attempt that holds a slot: on the event loop or a task thread."""
+        attempt.started = time.monotonic()
+        processor = attempt.processor
+        if processor.is_async:
+            assert self.loop is not None
+            attempt.future = asyncio.run_coroutine_threadsafe(self._run_async(attempt),
+                                                              self.loop)
+            return
+        if attempt.timeout_s is not None and processor.isolation == "thread":
+            attempt.deadline = attempt.started + attempt.timeout_s  # a child times itself
+            self.on_deadline()
+        self.task_threads.submit(self._run_sync, attempt)
 
     def _run_sync(self, attempt: Attempt) -> None:
         if attempt.processor.isolation == "process":
@@ -231,8 +236,8 @@ class Pipeline:
         self.task_threads.free()
         self.settle(attempt, outcome)
 
-    async def _run_async(self, attempt: Attempt, timeout_s: float | None) -> None:
-        task = attempt.task
+    async def _run_async(self, attempt: Attempt) -> None:
+        task, timeout_s = attempt.task, attempt.timeout_s
         try:
             outcome = success(task, await asyncio.wait_for(attempt.processor.fn(task), timeout_s))
         except TimeoutError:
@@ -250,16 +255,24 @@ class Pipeline:
 
         Successes wait for the claim thread's next call, which acks all that wait
         (unless it is away: then they are acked here); failures (rarer, and each
-        needs its own backoff) are recorded right here.
+        needs its own backoff) are recorded right here. A prefetched attempt given
+        this one's slot starts first.
         """
-        if not self.inflight.settle(attempt):
+        first, successor = self.inflight.settle(attempt)
+        if not first:
             return  # timed out or released meanwhile; its lease is gone
         outcome = oversized(outcome, self.settings.max_payload_bytes)
         if outcome.error is None:
             attempt.result = outcome.result
-            if mine := self.inflight.succeeded(attempt, self.task_threads.queued > 0):
+            # Before the successor is queued for a thread: it is not "more to come".
+            mine = self.inflight.succeeded(attempt, self.task_threads.queued > 0)
+            if successor is not None:
+                self._run(successor)
+            if mine:
                 self._ack(mine)
             return
+        if successor is not None:
+            self._run(successor)
         task = attempt.task
         try:
             self.recorder.fail(task.topic, task.id, task.lease_token, task.attempt, outcome,

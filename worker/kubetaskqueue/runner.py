@@ -38,7 +38,7 @@ class Runner:
         self.processors = processors
         self.manager_id = manager_id
         self.redis = RedisHealth(redact_url(settings.redis_url))
-        self._inflight = InFlight(settings.num_workers)
+        self._inflight = InFlight(settings.num_workers, settings.prefetch)
         self._stopping = threading.Event()  # stop claiming
         self._force = threading.Event()  # stop waiting for in-flight tasks
         self._limits = LimitDeclarations(
@@ -93,11 +93,14 @@ class Runner:
 
     @property
     def busy(self) -> int:
-        return len(self._inflight)
+        """Slots running a task (prefetched tasks wait outside them)."""
+        return self._inflight.running
 
     def stop(self, grace_s: float) -> None:
         """Stop claiming, wait up to ``grace_s`` for in-flight tasks, release the rest."""
         self.request_stop()
+        for attempt in self._inflight.drop_waiting():  # another manager may run them now
+            self._release(attempt)
         if busy := len(self._inflight):
             log.info("stopping: waiting up to %.0fs for %d in-flight task(s)", grace_s, busy)
         leftover = self._inflight.wait_empty(grace_s, self._force)

@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     redis_url: str = defaults.REDIS_URL
     namespace: Annotated[str, Field(min_length=1, pattern=r"^[^{}\s]+$")] = defaults.NAMESPACE
     num_workers: Annotated[int, Field(ge=1)] = defaults.NUM_WORKERS
+    prefetch: Annotated[int, Field(ge=0)] = defaults.PREFETCH
     lease_ttl_s: Annotated[float, Field(gt=0)] = defaults.LEASE_TTL_S
     poll_interval_s: Annotated[float, Field(gt=0)] = defaults.POLL_INTERVAL_S
     shutdown_grace_s: Annotated[float, Field(ge=0)] = defaults.SHUTDOWN_GRACE_S
