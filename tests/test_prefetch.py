@@ -14,7 +14,7 @@ TOPIC = "jobs"
 
 
 def _room(inflight: InFlight) -> int:
-    """The slots a claim round would fill now."""
+    """The slots a claim round would fill now (its acks' slots aside)."""
     taken = inflight.wait_round(threading.Event())
     assert taken is not None
     return taken[1]
@@ -40,6 +40,21 @@ def test_room_grows_by_what_the_slots_start_within_the_wait() -> None:
     capped = InFlight(4, prefetch=3)
     _record_runs(capped, [0.0051] * PREFETCH_SAMPLES)
     assert _room(capped) == 4 + 3
+
+
+def test_when_the_prefetch_shrinks_acks_free_no_room_until_below_it() -> None:
+    """Tasks turned short: the attempts held beyond the slots are not replaced as they
+    are acked (a round's room counts them), so the prefetch drains instead of staying."""
+    inflight = InFlight(2, prefetch=4)
+    _record_runs(inflight, [0.0051] * PREFETCH_SAMPLES)
+    held = [make_attempt(n) for n in range(_room(inflight))]
+    assert len(held) == 2 + 3
+    for attempt in held:
+        inflight.add(attempt)
+    inflight._run_times.extend([0.001] * PREFETCH_SAMPLES)  # as if short tasks ran since
+    assert inflight.settle(held[0]) == (True, held[2])
+    inflight.succeeded(held[0], more_queued=False)  # a round is due to ack it
+    assert _room(inflight) == 2 - 5  # its ack makes it -4: the round claims nothing
 
 
 def test_short_tasks_and_outliers_do_not_prefetch() -> None:

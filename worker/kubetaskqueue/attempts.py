@@ -112,7 +112,8 @@ class InFlight:
     def wait_round(self, stopping: threading.Event) -> tuple[list[Attempt], int] | None:
         """Block until a slot is free or a success waits; then begin a claim round: take
         the successes to ack. Returns them and the slots free besides theirs, or None
-        when a stop is asked."""
+        when a stop is asked. That room is negative when more attempts are held than
+        the prefetch allows now (it shrank): their acks then free no room for claims."""
         with self.cond:
             while self._free() <= 0 and not stopping.is_set():
                 wait_s = None
@@ -127,7 +128,7 @@ class InFlight:
                 return None
             acks, self._done = self._done, []
             self._acks_due = False
-            return acks, max(0, self._free())
+            return acks, self._free()
 
     def succeeded(self, attempt: Attempt, more_queued: bool) -> list[Attempt]:
         """Queue a success for the next claim round. Returns the successes the caller

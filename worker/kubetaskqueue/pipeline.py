@@ -153,7 +153,7 @@ class Pipeline:
         by_topic: dict[str, list[Attempt]] = {}
         for attempt in acks:
             by_topic.setdefault(attempt.task.topic, []).append(attempt)
-        room = free  # what the round may still claim, besides into its acks' slots
+        room = free  # what the round may still claim, besides into its acks' slots (< 0: fewer)
         claimed, next_due, asked = 0, None, 0
         n = len(self.topics)
         offset = next(self._offsets)
@@ -161,14 +161,14 @@ class Pipeline:
             for i in range(n):
                 topic = self.topics[(offset + i) % n]
                 group = by_topic.get(topic, [])
-                if room == 0 and not group:
+                if room <= 0 and not group:
                     continue
                 leases = [(a.task.id, a.task.lease_token) for a in group]
                 results = {a.task.id: a.result for a in group if a.result is not None}
                 # The script records the topic's acks before it claims: their slots are
                 # this call's to fill too.
                 fenced, due_in, rows = self.store.ack_and_claim(
-                    topic, leases, room + len(group), self.settings.lease_ttl_s,
+                    topic, leases, max(0, room + len(group)), self.settings.lease_ttl_s,
                     self.manager_id, results, _ran_s(group))
                 asked += 1
                 if due_in is not None:
