@@ -3,7 +3,8 @@
 One condition guards the table: the claim thread waits on it for a free slot or
 a success to ack, graceful stop for the table to empty. A slot is freed (the
 attempt leaves the table) only after its outcome is recorded in Redis, so a
-manager never holds more leases than it has slots.
+manager never holds more leases than its slots plus the prefetch allowed when it
+claimed (below).
 
 Successes wait in ``done`` for the next claim round, which acks them in its claim
 call; while more tasks wait for a task thread, the claim thread lets successes
