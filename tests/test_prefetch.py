@@ -6,6 +6,8 @@ from __future__ import annotations
 import threading
 import time
 
+import kubetaskqueue.attempts as attempts_module
+import pytest
 from helpers import make_attempt, wait_until
 from kubetaskqueue import Manager, Task
 from kubetaskqueue.attempts import PREFETCH_SAMPLES, InFlight
@@ -82,6 +84,34 @@ def test_a_settled_attempt_hands_its_slot_to_the_oldest_waiting() -> None:
     assert inflight.running == 0
     by_topic, busy = inflight.leases()
     assert by_topic == {} and busy == 0
+
+
+def _time_round(inflight: InFlight, stopping: threading.Event, began: list[float]) -> None:
+    assert inflight.wait_round(stopping) is not None
+    began.append(time.monotonic())
+
+
+def test_successes_gather_while_most_of_the_prefetch_waits(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """No slot idles while prefetched tasks wait, so a success wakes the claim thread
+    only once at most half the prefetch waits (else ACK_BATCH_S after the first)."""
+    monkeypatch.setattr(attempts_module, "ACK_BATCH_S", 0.5)  # far above a wake-up's delay
+    inflight = InFlight(2, prefetch=4)
+    _record_runs(inflight, [0.0051] * PREFETCH_SAMPLES)  # prefetch now: 3
+    attempts = [make_attempt(n) for n in range(2 + 3)]
+    for attempt in attempts:
+        inflight.add(attempt)
+    stopping = threading.Event()
+    for done, gathers in ((attempts[0], True), (attempts[1], False)):  # 2, then 1 waits
+        rounds: list[float] = []  # when the claim round began
+        thread = threading.Thread(target=_time_round, args=(inflight, stopping, rounds))
+        thread.start()
+        wait_until(lambda: inflight._claimer_waiting, what="the claim thread waiting")
+        first = time.monotonic()
+        assert inflight.settle(done)[0]
+        inflight.succeeded(done, more_queued=False)
+        thread.join(5)
+        assert (rounds[0] - first >= 0.5) == gathers
 
 
 def test_a_manager_prefetches_but_never_runs_more_than_its_slots(any_url: str) -> None:

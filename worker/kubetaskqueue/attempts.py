@@ -135,8 +135,8 @@ class InFlight:
         """Queue a success for the next claim round. Returns the successes the caller
         must ack itself (the claim thread is away), usually none. ``more_queued``: tasks
         of this manager wait for a thread, so more successes follow soon: the claim
-        thread is woken once a success comes with none queued, or ``ACK_BATCH_S``
-        after the first."""
+        thread is woken once a success comes with none queued (and at most half the
+        prefetch waiting), or ``ACK_BATCH_S`` after the first."""
         with self.cond:
             if not self._done:
                 self._done_since = time.monotonic()
@@ -145,7 +145,9 @@ class InFlight:
                 done, self._done = self._done, []
                 return done
             # Waking it once half the slots waited cost 43 % more CPU a task (89 -> 127 us, W1).
-            if not more_queued:
+            # While over half the prefetch still waits, no slot idles for the round: let
+            # successes gather (W2: 10.7 -> 6.1 commands, 109 -> 82 us of CPU a task).
+            if not more_queued and len(self._waiting) <= self._prefetch_now() // 2:
                 self._acks_due = True
             # The first success also wakes it, to start its ACK_BATCH_S timer.
             if self._claimer_waiting and (self._acks_due or len(self._done) == 1):
