@@ -78,6 +78,11 @@ def test_a_settled_attempt_hands_its_slot_to_the_oldest_waiting() -> None:
     assert inflight.running == 1 and len(inflight) == 3
     assert inflight.settle(first) == (True, second) and second.running
     assert inflight.settle(first) == (False, None)  # settled once: no second hand-over
+    fourth = make_attempt(4)
+    assert not inflight.add(fourth)
+    assert inflight.settle(fourth) == (True, None)  # never ran: no slot to pass on
+    inflight.finish([fourth])
+    assert inflight.running == 1
     assert inflight.drop_waiting() == [third] and third.settled
     assert len(inflight) == 2  # first waits for its ack, second runs
     assert inflight.settle(second) == (True, None)

@@ -230,6 +230,8 @@ class InFlight:
             if attempt.settled:
                 return False, None
             attempt.settled = True
+            if not attempt.running:
+                return True, None  # prefetched: it held no slot to pass on
             self._run_times.append(time.monotonic() - attempt.started)
             while self._waiting:
                 successor = self._waiting.popleft()
