@@ -30,6 +30,7 @@ def test_default_values_pass_the_schema() -> None:
     ({"redis": {"enabled": "yes"}},
      "- redis.enabled: Invalid type. Expected: boolean, given: string"),
     ({"workerPool": {"minReplicas": -1}}, "- workerPool.minReplicas: Must be greater than"),
+    ({"worker": {"prefetch": -1}}, "- worker.prefetch: Must be greater than"),
     ({"worker": {"app": "myapp.tasks"}}, "- worker.app: Does not match pattern"),
     ({"externalRedis": {"url": "http://x"}}, "- externalRedis.url: Does not match pattern"),
 ])

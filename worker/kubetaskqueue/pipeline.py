@@ -216,7 +216,6 @@ class Pipeline:
 
     def _run(self, attempt: Attempt) -> None:
         """Start an attempt that holds a slot: on the event loop or a task thread."""
-        attempt.started = time.monotonic()
         processor = attempt.processor
         if processor.is_async:
             assert self.loop is not None
@@ -224,11 +223,16 @@ class Pipeline:
                                                               self.loop)
             return
         if attempt.timeout_s is not None and processor.isolation == "thread":
-            attempt.deadline = attempt.started + attempt.timeout_s  # a child times itself
+            # From now: a wait for a task thread counts, a wait for a slot does not.
+            attempt.deadline = time.monotonic() + attempt.timeout_s  # a child times itself
             self.on_deadline()
         self.task_threads.submit(self._run_sync, attempt)
 
+    # ``started`` is reset where the processor starts: the run time the prefetch goes by
+    # is the task's own, not a wait for a thread (W1 start-up turned it on without this).
+
     def _run_sync(self, attempt: Attempt) -> None:
+        attempt.started = time.monotonic()
         if attempt.processor.isolation == "process":
             outcome = self.children.run(attempt.task, attempt.timeout_s)
         else:
@@ -237,6 +241,7 @@ class Pipeline:
         self.settle(attempt, outcome)
 
     async def _run_async(self, attempt: Attempt) -> None:
+        attempt.started = time.monotonic()
         task, timeout_s = attempt.task, attempt.timeout_s
         try:
             outcome = success(task, await asyncio.wait_for(attempt.processor.fn(task), timeout_s))
