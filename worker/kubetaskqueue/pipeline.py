@@ -222,16 +222,16 @@ class Pipeline:
             attempt.future = asyncio.run_coroutine_threadsafe(self._run_async(attempt),
                                                               self.loop)
             return
+        # A child process times itself. A thread's deadline counts from now: a wait for
+        # a task thread counts, a wait for a slot (prefetched) does not.
         if attempt.timeout_s is not None and processor.isolation == "thread":
-            # From now: a wait for a task thread counts, a wait for a slot does not.
-            attempt.deadline = time.monotonic() + attempt.timeout_s  # a child times itself
+            attempt.deadline = time.monotonic() + attempt.timeout_s
             self.on_deadline()
         self.task_threads.submit(self._run_sync, attempt)
 
-    # ``started`` is reset where the processor starts: the run time the prefetch goes by
-    # is the task's own, not a wait for a thread (W1 start-up turned it on without this).
-
     def _run_sync(self, attempt: Attempt) -> None:
+        # Timed from here, as in _run_async: the run time prefetch goes by is the task's
+        # own, not a wait for a thread (which turned prefetch on at W1's start-up).
         attempt.started = time.monotonic()
         if attempt.processor.isolation == "process":
             outcome = self.children.run(attempt.task, attempt.timeout_s)
