@@ -121,15 +121,15 @@ def test_successes_batch_while_tasks_queue_but_wait_at_most_ack_batch_s() -> Non
     thread.start()
     wait_until(lambda: inflight._claimer_waiting, what="the claim thread waiting")
     first = time.monotonic()
-    inflight.succeeded(_attempt_of(inflight, "t0"), more_queued=True)
+    inflight.succeeded(_attempt_of(inflight, "t0"), queued=1)
     wait_until(lambda: len(rounds) == 1, what="the first round")
     assert rounds[0][1] == ["t0"] and rounds[0][0] - first >= ACK_BATCH_S  # waited, alone
     wait_until(lambda: inflight._claimer_waiting, what="the claim thread waiting again")
     with inflight.cond:  # (reentrant) the claim thread wakes only once the lock is free
         for n in range(1, 4):
-            inflight.succeeded(_attempt_of(inflight, f"t{n}"), more_queued=True)
+            inflight.succeeded(_attempt_of(inflight, f"t{n}"), queued=1)
         assert not inflight._acks_due
-        inflight.succeeded(_attempt_of(inflight, "t4"), more_queued=False)  # the last
+        inflight.succeeded(_attempt_of(inflight, "t4"), queued=0)  # the last
         assert inflight._acks_due
     thread.join(10)
     assert rounds[1][1] == ["t1", "t2", "t3", "t4"]

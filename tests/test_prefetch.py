@@ -1,5 +1,6 @@
 """Prefetch: tasks claimed beyond the slots wait, leased, and take a slot the moment one
-frees; only while the typical task runs long enough, and never more run than the slots."""
+frees; as many as the slots start within PREFETCH_WAIT_S, and never more run than the
+slots."""
 
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def test_room_grows_by_what_the_slots_start_within_the_wait() -> None:
 
 
 def test_when_the_prefetch_shrinks_acks_free_no_room_until_below_it() -> None:
-    """Tasks turned short: the attempts held beyond the slots are not replaced as they
+    """Tasks turned longer: the attempts held beyond the slots are not replaced as they
     are acked (a round's room counts them), so the prefetch drains instead of staying."""
     inflight = InFlight(2, prefetch=4)
     _record_runs(inflight, [0.0051] * PREFETCH_SAMPLES)
@@ -53,20 +54,20 @@ def test_when_the_prefetch_shrinks_acks_free_no_room_until_below_it() -> None:
     assert len(held) == 2 + 3
     for attempt in held:
         inflight.add(attempt)
-    inflight._run_times.extend([0.001] * PREFETCH_SAMPLES)  # as if short tasks ran since
+    inflight._run_times.extend([0.02] * PREFETCH_SAMPLES)  # as if longer tasks ran since
     assert inflight.settle(held[0]) == (True, held[2])
-    inflight.succeeded(held[0], more_queued=False)  # a round is due to ack it
-    assert _room(inflight) == 2 - 5  # its ack makes it -4: the round claims nothing
+    inflight.succeeded(held[0], queued=0)
+    assert _room(inflight) == 2 + 1 - 5  # its ack makes it -1: the round claims nothing
 
 
-def test_short_tasks_and_outliers_do_not_prefetch() -> None:
+def test_short_tasks_take_the_whole_prefetch_and_outliers_do_not_shrink_it() -> None:
     inflight = InFlight(4, prefetch=8)
     runs = [0.001] * PREFETCH_SAMPLES
     runs[::3] = [0.2] * len(runs[::3])  # a third starved of the GIL: the median stays short
     _record_runs(inflight, runs)
-    assert _room(inflight) == 4
+    assert _room(inflight) == 4 + 8
     off = InFlight(4, prefetch=0)
-    _record_runs(off, [0.02] * PREFETCH_SAMPLES)
+    _record_runs(off, [0.001] * PREFETCH_SAMPLES)
     assert _room(off) == 4
 
 
@@ -114,7 +115,7 @@ def test_successes_gather_while_most_of_the_prefetch_waits(
         wait_until(lambda: inflight._claimer_waiting, what="the claim thread waiting")
         first = time.monotonic()
         assert inflight.settle(done)[0]
-        inflight.succeeded(done, more_queued=False)
+        inflight.succeeded(done, queued=0)
         thread.join(5)
         assert (rounds[0] - first >= 0.5) == gathers
 

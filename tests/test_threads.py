@@ -1,12 +1,15 @@
-"""TaskThreads: reused daemon threads, a new one only when none is idle, and as few
-awake as the work needs."""
+"""TaskThreads: reused daemon threads, a new one only when none is idle, and as many
+awake as the jobs' CPU share makes useful."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
+import pytest
 from helpers import wait_until
+from kubetaskqueue import threads
 from kubetaskqueue.threads import TaskThreads
 
 
@@ -46,28 +49,110 @@ def test_threads_are_reused_and_a_hung_one_is_left_behind() -> None:
     wait_until(lambda: not [t for t in threading.enumerate() if t.name.startswith("t-")])
 
 
-def test_a_burst_of_short_jobs_queues_for_one_thread() -> None:
-    pool = TaskThreads("q", wake_after_s=0.05)  # generous: holds on a busy machine
+def _busy(seconds: float) -> None:
+    """Hold the GIL (CPU) for about ``seconds``."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+def _pool_threads(prefix: str) -> set[str]:
+    return {t.name for t in threading.enumerate()
+            if t.name.startswith(f"{prefix}-") and not t.name.endswith("watchdog")}
+
+
+def _close(pool: TaskThreads, prefix: str) -> None:
+    pool.close()
+    wait_until(lambda: not _pool_threads(prefix))
+
+
+def _warm_up(pool: TaskThreads, job: Callable[[object], None], n: int = 40) -> None:
+    """Run ``n`` jobs one at a time: the pool learns their run time and CPU share."""
+    for _ in range(n):
+        ran = threading.Event()
+        pool.submit(lambda arg, ran=ran: (job(arg), ran.set()), None)
+        assert ran.wait(10)
+
+
+def test_a_burst_of_cpu_bound_jobs_queues_for_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Generous: a job preempted half its run on a busy machine still counts CPU-bound.
+    monkeypatch.setattr(threads, "TWO_THREADS_SHARE", 0.2)
+    pool = TaskThreads("q")
     names: list[str] = []
     done = threading.Semaphore(0)
 
     def short(_: object) -> None:
+        _busy(0.0002)
         names.append(threading.current_thread().name)
         done.release()
 
-    pool.submit(short, None)  # the first job: a thread, and the mean run time
-    assert done.acquire(timeout=10)
-    for _ in range(20):  # 20 jobs of microseconds each: the last starts well within 50 ms
+    _warm_up(pool, lambda _: _busy(0.0002))
+    for _ in range(50):  # a second thread would only wait for the GIL
         pool.submit(short, None)
-    for _ in range(20):
+    for _ in range(50):
         assert done.acquire(timeout=10)
     assert set(names) == {"q-1"}
-    pool.close()
-    wait_until(lambda: not [t for t in threading.enumerate() if t.name.startswith("q-")])
+    _close(pool, "q")
+
+
+def test_short_jobs_that_wait_on_io_run_on_two_threads() -> None:
+    pool = TaskThreads("w", long_job_s=0.05)  # short, even on a busy machine
+
+    def half_waiting(_: object) -> None:  # CPU share about a half
+        _busy(0.0005)
+        time.sleep(0.0005)
+
+    _warm_up(pool, half_waiting)
+    running, most, lock = [0], [0], threading.Lock()
+    done = threading.Semaphore(0)
+
+    def job(_: object) -> None:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        half_waiting(None)
+        with lock:
+            running[0] -= 1
+        done.release()
+
+    for _ in range(100):
+        pool.submit(job, None)
+    for _ in range(100):
+        assert done.acquire(timeout=10)
+    assert most[0] >= 2  # one runs Python while the other waits
+    # A third only when the watchdog saw no progress (a thread preempted for 2 ms).
+    assert len(_pool_threads("w")) <= 3
+    _close(pool, "w")
+
+
+def test_threads_beyond_what_the_jobs_want_park_with_jobs_queued(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(threads, "TWO_THREADS_SHARE", 0.2)
+    pool = TaskThreads("p", long_job_s=0.01)
+    pool.submit(lambda _: time.sleep(0.05), None)  # long: a thread each, at once
+    wait_until(lambda: pool.idle == 1)
+    overlapping = threading.Barrier(4, timeout=10)
+    for _ in range(4):
+        pool.submit(lambda _: overlapping.wait(), None)
+    wait_until(lambda: pool.idle == 4)
+    names: list[str] = []
+    done = threading.Semaphore(0)
+
+    def short(_: object) -> None:
+        _busy(0.0002)
+        names.append(threading.current_thread().name)
+        done.release()
+
+    for _ in range(400):  # CPU-bound and short: the pool learns it and parks three
+        pool.submit(short, None)
+    for _ in range(400):
+        assert done.acquire(timeout=20)
+    assert len(set(names[-100:])) <= 2  # one, or two while the watchdog woke one
+    _close(pool, "p")
 
 
 def test_long_jobs_each_get_a_thread_at_once() -> None:
-    pool = TaskThreads("l", wake_after_s=0.01)
+    pool = TaskThreads("l", long_job_s=0.01)
     pool.submit(lambda _: time.sleep(0.05), None)  # the mean run time: 50 ms, "long"
     wait_until(lambda: pool.idle == 1)
     overlapping = threading.Barrier(4, timeout=10)

@@ -7,8 +7,10 @@ manager never holds more leases than its slots plus the prefetch allowed when it
 claimed (below).
 
 Successes wait in ``done`` for the next claim round, which acks them in its claim
-call; while more tasks wait for a task thread, the claim thread lets successes
-gather (until none is queued, at most ``ACK_BATCH_S``) so one round acks many.
+call; while more than half the prefetch is still to start (queued for a task
+thread or waiting for a slot), the claim thread lets successes gather (at most
+``ACK_BATCH_S``) so one round acks many, and its claims arrive before the slots
+run dry.
 Only the claim thread runs rounds, one at a time: a round fills the slots free
 when it began and those its own acks free (the same script records the acks
 before it claims). Task threads running rounds of their own, overlapping the
@@ -17,12 +19,11 @@ the GIL and for Redis). While the claim thread is blocked in Redis (nothing to
 claim) or has stopped claiming, nobody would take successes soon: then the
 thread that finished the task acks it itself.
 
-Prefetch: while the typical task runs long enough that a slot would sit idle for
-a claim round trip, a round claims a few tasks beyond the slots (leased and
-heartbeated like the others); they wait in ``_waiting`` and a finishing attempt
-hands its slot straight to the oldest, with no round trip between. Only as many
-as start within ``PREFETCH_WAIT_S`` are held, so no task waits here long while
-another manager could run it.
+Prefetch: a round claims tasks beyond the slots (leased and heartbeated like the
+others), so that no slot sits idle for a claim round trip; they wait in
+``_waiting`` and a finishing attempt hands its slot straight to the oldest, with
+no round trip between. Only as many as start within ``PREFETCH_WAIT_S`` are
+held, so no task waits here long while another manager could run it.
 """
 
 from __future__ import annotations
@@ -69,18 +70,16 @@ class Attempt:
 
 Leases = dict[str, list[tuple[str, str]]]  # topic -> (id, lease token)
 
-# While more of its tasks wait for a thread, a success waits this long at most for
-# others to be acked with it in one claim round (seconds): fewer, larger rounds.
+# While more than half the prefetch is still to start, a success waits this long at
+# most for others to be acked with it in one claim round (seconds): fewer, larger rounds.
 ACK_BATCH_S = 0.002
-# Prefetch engages when the median of the last PREFETCH_SAMPLES run times is at least
-# PREFETCH_MIN_RUN_S (seconds): below it the claim round trip is not what bounds the
-# slots, and holding tasks beyond them only added CPU (W1 with the task's own Redis
-# call, floor 0: 6,728 vs 6,715 tasks/s, 99 -> 142 us of worker CPU a task).
-# A median, not a mean: a task thread starved of the GIL for 50 ms once in a while
-# must not switch it on for short tasks. It holds as many tasks as the slots start
-# within PREFETCH_WAIT_S, at most the manager's ``prefetch``.
+# A round holds as many tasks beyond the slots as the slots start within
+# PREFETCH_WAIT_S, by the median of the last PREFETCH_SAMPLES run times, at most the
+# manager's ``prefetch``: for short tasks all of it, so the next claim round runs while
+# the tasks held run (W1: with no task running for 43 % of the time, one claim round
+# trip after another, before this). A median, not a mean: a task thread starved of the
+# GIL for 50 ms once in a while must not shrink it.
 PREFETCH_SAMPLES = 31
-PREFETCH_MIN_RUN_S = 0.005
 PREFETCH_WAIT_S = 0.01
 
 
@@ -98,18 +97,22 @@ class InFlight:
         self._waiting: deque[Attempt] = deque()  # prefetched, waiting for a slot
         self._running = 0  # attempts holding a slot
         self._run_times: deque[float] = deque(maxlen=PREFETCH_SAMPLES)  # recent, seconds
+        self._prefetch_now = 0  # tasks to hold beyond the slots, set each round
 
     def _free(self) -> int:
-        return self.slots + self._prefetch_now() - len(self._attempts)
+        return self.slots + self._prefetch_now - len(self._attempts)
 
-    def _prefetch_now(self) -> int:
-        """How many tasks to hold beyond the slots now (see PREFETCH_MIN_RUN_S)."""
+    def _update_prefetch(self) -> None:
+        """How many tasks to hold beyond the slots (see PREFETCH_WAIT_S); once a round,
+        not once a task: the median costs microseconds."""
         if not self.prefetch or len(self._run_times) < PREFETCH_SAMPLES:
-            return 0
+            self._prefetch_now = 0
+            return
         typical_s = statistics.median(self._run_times)
-        if typical_s < PREFETCH_MIN_RUN_S:
-            return 0
-        return min(self.prefetch, int(self.slots * PREFETCH_WAIT_S / typical_s))
+        if typical_s * self.prefetch <= self.slots * PREFETCH_WAIT_S:
+            self._prefetch_now = self.prefetch
+        else:
+            self._prefetch_now = int(self.slots * PREFETCH_WAIT_S / typical_s)
 
     def wait_round(self, stopping: threading.Event) -> tuple[list[Attempt], int] | None:
         """Block until a slot is free or a success waits; then begin a claim round: take
@@ -117,6 +120,7 @@ class InFlight:
         when a stop is asked. That room is negative when more attempts are held than
         the prefetch allows now (it shrank): their acks then free no room for claims."""
         with self.cond:
+            self._update_prefetch()
             while self._free() <= 0 and not stopping.is_set():
                 wait_s = None
                 if self._done:
@@ -132,12 +136,13 @@ class InFlight:
             self._acks_due = False
             return acks, self._free()
 
-    def succeeded(self, attempt: Attempt, more_queued: bool) -> list[Attempt]:
+    def succeeded(self, attempt: Attempt, queued: int) -> list[Attempt]:
         """Queue a success for the next claim round. Returns the successes the caller
-        must ack itself (the claim thread is away), usually none. ``more_queued``: tasks
-        of this manager wait for a thread, so more successes follow soon: the claim
-        thread is woken once a success comes with none queued (and at most half the
-        prefetch waiting), or ``ACK_BATCH_S`` after the first."""
+        must ack itself (the claim thread is away), usually none. ``queued``: tasks of
+        this manager waiting for a thread. The claim thread is woken once a success
+        leaves at most half the prefetch not yet started (queued for a thread or
+        waiting for a slot), so the round's claims arrive before the slots run dry;
+        else ``ACK_BATCH_S`` after the first success."""
         with self.cond:
             if not self._done:
                 self._done_since = time.monotonic()
@@ -145,11 +150,9 @@ class InFlight:
             if self._claimer_away:
                 done, self._done = self._done, []
                 return done
-            # Waking it once half the slots waited cost 43 % more CPU a task (89 -> 127 us, W1).
-            # While over half the prefetch still waits, no slot idles for the round: let
-            # successes gather (W2: 10.7 -> 6.1 commands, 109 -> 82 us of CPU a task).
-            waiting = len(self._waiting)  # (no median to take when none waits: W1)
-            if not more_queued and (not waiting or waiting <= self._prefetch_now() // 2):
+            # While over half the prefetch is still to start, no slot idles for the round:
+            # let successes gather (W2: 10.7 -> 6.1 commands, 109 -> 82 us of CPU a task).
+            if queued + len(self._waiting) <= self._prefetch_now // 2:
                 self._acks_due = True
             # The first success also wakes it, to start its ACK_BATCH_S timer.
             if self._claimer_waiting and (self._acks_due or len(self._done) == 1):

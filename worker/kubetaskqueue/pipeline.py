@@ -269,8 +269,8 @@ class Pipeline:
         outcome = oversized(outcome, self.settings.max_payload_bytes)
         if outcome.error is None:
             attempt.result = outcome.result
-            # Before the successor is queued for a thread: it is not "more to come".
-            mine = self.inflight.succeeded(attempt, self.task_threads.queued > 0)
+            # Before the successor is queued for a thread (it is counted in neither).
+            mine = self.inflight.succeeded(attempt, self.task_threads.queued)
             if successor is not None:
                 self._run(successor)
             if mine:

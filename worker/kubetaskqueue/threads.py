@@ -6,16 +6,23 @@ interpreter exit, so one hung task (abandoned after its timeout) would keep a
 stopped worker from ever exiting. These threads are daemons: a hung one is
 simply left behind, and a new one starts when no idle thread is free.
 
-Every thread that runs Python at once competes for the GIL: sixteen threads each
-making one Redis call cost three times the CPU per call of one thread (futex
-hand-offs). So a job submitted while others run does not always wake a thread:
-it waits in the queue when the threads already awake are expected to reach it
-within ``WAKE_AFTER_S`` (the jobs ahead of it, times the mean job's run time,
-shared among the threads without a job and those whose job is not already far
-past the mean). Short tasks then run one after another on a thread or two; long
-ones (a mean over ``WAKE_AFTER_S``: I/O-bound, as a rule) each get their own. A
-watchdog wakes one more thread whenever queued jobs made no progress for
-``_WATCH_S`` (the running ones hang, or take far longer than the mean).
+Every thread that runs Python at once competes for the GIL, and threads beyond
+what keeps the GIL busy only add futex hand-offs: a plain loop of Redis ``INCR``
+calls ran 11.7k/s on one thread, 23.4k/s on two, 24.4k/s on three, 15.5k/s on
+eight. So how many threads are awake follows what a job spends holding the GIL,
+its CPU time (``time.thread_time``) over its run time (``cpu_share``):
+
+- a job held the GIL most of its run (over ``TWO_THREADS_SHARE``): one thread
+  runs them one after another (a second would only wait for the GIL);
+- it waited (for I/O) a third of its run or more: two threads, one running
+  Python while the other waits;
+- it mostly waited (at most ``ONE_EACH_SHARE``), ran longer than ``LONG_JOB_S``,
+  or nothing is known yet: every job gets a thread of its own.
+
+A thread that finds more threads awake than that parks after its job, even with
+jobs queued: the awake ones take them. A watchdog wakes one more thread whenever
+queued jobs made no progress for ``_WATCH_S`` (the running ones hang, or take
+far longer than the mean).
 
 The hot path takes no Python lock: a lock held across a GIL switch makes the
 other thread sleep on it, and those futex round trips cost more than the task.
@@ -29,6 +36,7 @@ for it instead of waking one more thread.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import deque
@@ -37,26 +45,33 @@ from typing import Any
 
 _Job = tuple[Callable[[Any], None], Any]
 
-# How long a queued job may be expected to wait for a thread already awake (seconds):
-# the latency a burst of short tasks may add to save waking threads.
-WAKE_AFTER_S = 0.002
+# A job that runs longer than this (seconds, mean) gets a thread of its own: so long a
+# wait for a thread would be latency, and such jobs wait on I/O as a rule.
+LONG_JOB_S = 0.002
+# The CPU share (CPU time over run time) at or below which jobs each get a thread, and
+# above which they run on one thread; between the two, two threads. Measured (W1, a task
+# doing one Redis call: share 0.4-0.5 on two threads; 0.15 with sixteen awake).
+ONE_EACH_SHARE = 0.1
+TWO_THREADS_SHARE = 0.67
 # How often the watchdog checks that queued jobs are being taken.
 _WATCH_S = 0.002
-# The mean job's run time weighs each finished job by this much.
+# The moving averages weigh each finished job by this much.
 _MEAN_WEIGHT = 0.05
 
 
 class TaskThreads:
-    def __init__(self, name: str, wake_after_s: float = WAKE_AFTER_S) -> None:
+    def __init__(self, name: str, long_job_s: float = LONG_JOB_S) -> None:
         self._name = name
-        self._wake_after_s = wake_after_s
+        self._long_job_s = long_job_s
         self._jobs: deque[_Job] = deque()
         # deque and list appends and pops, and dict item writes, are atomic in CPython.
         self._parked: list[threading.Lock] = []  # each parked thread blocks on its own
-        self._running: dict[int, float] = {}  # thread id -> start of its job, until free()
+        # thread id -> (monotonic, thread CPU time) at the start of its job, until free()
+        self._running: dict[int, tuple[float, float]] = {}
         self._started = 0  # threads alive, also numbering the next (under _start_lock)
         self._start_lock = threading.Lock()
         self._mean_s: float | None = None  # a job's run time, moving average
+        self._cpu_share: float | None = None  # its CPU time over its run time, likewise
         self._closed = False
         self._queued = threading.Event()  # jobs may wait that no thread was woken for
         self._watchdog: threading.Thread | None = None
@@ -74,7 +89,8 @@ class TaskThreads:
     def submit(self, fn: Callable[[Any], None], arg: Any) -> None:
         """Run ``fn(arg)`` on a thread: one already awake, one woken, or a new one."""
         self._jobs.append((fn, arg))
-        if self._expected_wait_s() > self._wake_after_s:
+        awake = self._started - len(self._parked)
+        if len(self._jobs) > awake - len(self._running) and awake < self._wanted():
             self._wake_one()
             return
         self._queued.set()  # in case the threads it waits for are stuck
@@ -85,18 +101,12 @@ class TaskThreads:
                                                       name=f"{self._name}-watchdog")
                     self._watchdog.start()
 
-    def _expected_wait_s(self) -> float:
-        """How long the last queued job should wait for a thread awake now: the jobs
-        ahead of it run one after another, shared among the threads without a job and
-        those whose job is not already far past the mean. Infinite if there are none."""
-        mean = self._mean_s
-        running = list(self._running.values())
-        free = self._started - len(self._parked) - len(running)
-        if mean is None or mean > self._wake_after_s:  # unknown, or long: one thread each
-            return 0.0 if len(self._jobs) <= free else float("inf")
-        soon = time.monotonic() - 2 * mean - self._wake_after_s  # started after this
-        takers = free + sum(1 for started in running if started > soon)
-        return (len(self._jobs) - 1) * mean / takers if takers > 0 else float("inf")
+    def _wanted(self) -> float:
+        """How many threads to keep awake while jobs queue (module docstring)."""
+        mean, share = self._mean_s, self._cpu_share
+        if mean is None or share is None or mean > self._long_job_s or share <= ONE_EACH_SHARE:
+            return float("inf")
+        return 1 if share > TWO_THREADS_SHARE else 2
 
     def _unpark(self) -> bool:
         """Wake a parked thread, if there is one."""
@@ -120,13 +130,16 @@ class TaskThreads:
         self._finished(threading.get_ident())
 
     def _finished(self, ident: int) -> None:
-        """The job of thread ``ident`` is done (or about to be): count its run time and
-        the thread free; nothing if it was counted already (or is not one of ours)."""
+        """The job of thread ``ident`` is done (or about to be): count its run time, CPU
+        share and the thread free; nothing if it was counted already (or is not one of
+        ours). Called on that thread (its CPU time is the caller's)."""
         started = self._running.pop(ident, None)
         if started is not None:
-            ran_s, mean = time.monotonic() - started, self._mean_s
+            ran_s = time.monotonic() - started[0]
+            share = min(1.0, (time.thread_time() - started[1]) / ran_s) if ran_s > 0 else 1.0
             # Unlocked: two threads racing here lose one sample of a moving average.
-            self._mean_s = ran_s if mean is None else mean + _MEAN_WEIGHT * (ran_s - mean)
+            self._mean_s = _moved(self._mean_s, ran_s)
+            self._cpu_share = _moved(self._cpu_share, share)
 
     def close(self) -> None:
         """Let idle threads exit; busy (or hung) ones finish or stay behind as daemons."""
@@ -139,26 +152,34 @@ class TaskThreads:
         ident = threading.get_ident()
         park = threading.Lock()
         park.acquire()  # held: the next acquire blocks until a waker releases it
+        parking = False  # more threads awake than wanted: park even with jobs queued
         while True:
-            try:
-                fn, arg = self._jobs.popleft()
-            except IndexError:
+            job = None
+            if not parking:
+                with contextlib.suppress(IndexError):
+                    job = self._jobs.popleft()
+            if job is None:
                 if self._closed:
                     with self._start_lock:
                         self._started -= 1
                     return
                 self._parked.append(park)
-                if self._jobs:  # a job came before this thread was seen parked
+                if parking:
+                    self._queued.set()  # the watchdog sees that the others take the jobs
+                elif self._jobs:  # a job came before this thread was seen parked
                     try:
                         self._parked.remove(park)
                         continue
                     except ValueError:
                         pass  # a waker took it already: take its release
+                parking = False
                 park.acquire()
                 continue
-            self._running[ident] = time.monotonic()
+            fn, arg = job
+            self._running[ident] = time.monotonic(), time.thread_time()
             fn(arg)  # callers catch their own errors: _run_sync never raises
             self._finished(ident)
+            parking = self._started - len(self._parked) > self._wanted()
 
     def _watch(self) -> None:
         """Wake one more thread whenever the first queued job has waited ``_WATCH_S``."""
@@ -178,3 +199,8 @@ class TaskThreads:
             return self._jobs[0]
         except IndexError:
             return None
+
+
+def _moved(average: float | None, sample: float) -> float:
+    """A moving average with one more sample (the first sample starts it)."""
+    return sample if average is None else average + _MEAN_WEIGHT * (sample - average)
