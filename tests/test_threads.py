@@ -74,10 +74,8 @@ def _warm_up(pool: TaskThreads, job: Callable[[object], None], n: int = 40) -> N
         assert ran.wait(10)
 
 
-def test_a_burst_of_cpu_bound_jobs_queues_for_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Generous: a job preempted half its run on a busy machine still counts CPU-bound.
-    monkeypatch.setattr(threads, "TWO_THREADS_SHARE", 0.2)
-    pool = TaskThreads("q")
+def _cpu_bound_burst(pool: TaskThreads, n: int) -> list[str]:
+    """Submit ``n`` short CPU-bound jobs at once; the threads that ran them, in order."""
     names: list[str] = []
     done = threading.Semaphore(0)
 
@@ -86,11 +84,19 @@ def test_a_burst_of_cpu_bound_jobs_queues_for_one_thread(monkeypatch: pytest.Mon
         names.append(threading.current_thread().name)
         done.release()
 
-    _warm_up(pool, lambda _: _busy(0.0002))
-    for _ in range(50):  # a second thread would only wait for the GIL
+    for _ in range(n):
         pool.submit(short, None)
-    for _ in range(50):
-        assert done.acquire(timeout=10)
+    for _ in range(n):
+        assert done.acquire(timeout=20)
+    return names
+
+
+def test_a_burst_of_cpu_bound_jobs_queues_for_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Generous: a job preempted half its run on a busy machine still counts CPU-bound.
+    monkeypatch.setattr(threads, "TWO_THREADS_SHARE", 0.2)
+    pool = TaskThreads("q")
+    _warm_up(pool, lambda _: _busy(0.0002))
+    names = _cpu_bound_burst(pool, 50)  # a second thread would only wait for the GIL
     assert set(names) == {"q-1"}
     _close(pool, "q")
 
@@ -135,18 +141,7 @@ def test_threads_beyond_what_the_jobs_want_park_with_jobs_queued(
     for _ in range(4):
         pool.submit(lambda _: overlapping.wait(), None)
     wait_until(lambda: pool.idle == 4)
-    names: list[str] = []
-    done = threading.Semaphore(0)
-
-    def short(_: object) -> None:
-        _busy(0.0002)
-        names.append(threading.current_thread().name)
-        done.release()
-
-    for _ in range(400):  # CPU-bound and short: the pool learns it and parks three
-        pool.submit(short, None)
-    for _ in range(400):
-        assert done.acquire(timeout=20)
+    names = _cpu_bound_burst(pool, 400)  # short and CPU-bound: the pool learns it, parks three
     assert len(set(names[-100:])) <= 2  # one, or two while the watchdog woke one
     _close(pool, "p")
 
