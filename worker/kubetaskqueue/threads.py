@@ -10,7 +10,7 @@ Every thread that runs Python at once competes for the GIL, and threads beyond
 what keeps the GIL busy only add futex hand-offs: a plain loop of Redis ``INCR``
 calls ran 11.7k/s on one thread, 23.4k/s on two, 24.4k/s on three, 15.5k/s on
 eight. So how many threads are awake follows what a job spends holding the GIL,
-its CPU time (``time.thread_time``) over its run time (``cpu_share``):
+its CPU time (``time.thread_time``) over its run time, its CPU share:
 
 - a job held the GIL most of its run (over ``TWO_THREADS_SHARE``): one thread
   runs them one after another (a second would only wait for the GIL);
