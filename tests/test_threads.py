@@ -158,3 +158,34 @@ def test_long_jobs_each_get_a_thread_at_once() -> None:
     assert names == {"l-1", "l-2", "l-3", "l-4"}  # woken at submit: no watchdog was needed
     pool.close()
     wait_until(lambda: not [t for t in threading.enumerate() if t.name.startswith("l-")])
+
+
+def test_a_crowd_of_threads_contending_for_the_gil_thins_out() -> None:
+    """Short jobs that let go of the GIL often (as Redis calls do), 32 at once on a cold
+    pool: every job gets a thread at first, and contending for the GIL they seem to
+    wait most of their run, which by the CPU share alone keeps a thread each (32 ran
+    them all, before thread_limit.py). Trials of fewer threads find them as fast, and
+    the crowd parks."""
+    pool = TaskThreads("c")
+    done = threading.Semaphore(0)
+    names: list[str] = []
+
+    def call(_: object) -> None:
+        for _ in range(20):
+            _busy(0.00001)
+            time.sleep(0)  # lets go of the GIL, as a wait on a socket does
+        names.append(threading.current_thread().name)
+        done.release()
+
+    for _ in range(32):
+        pool.submit(call, None)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # keep 32 queued, as a manager's slots do
+        assert done.acquire(timeout=20)
+        pool.submit(call, None)
+        if len(names) >= 1000 and len(set(names[-200:])) <= 8:
+            break
+    assert len(set(names[-200:])) <= 8, sorted(set(names[-200:]))
+    for _ in range(32):
+        assert done.acquire(timeout=20)
+    _close(pool, "c")

@@ -28,12 +28,14 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import ConfigError
 from .task import Outcome, Task, call_processor
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+    from multiprocessing.process import BaseProcess
 
 log = logging.getLogger("kubetaskqueue")
 
@@ -46,8 +48,6 @@ _PARENT_CHECK_S = 1.0
 # A new child must have imported the processors' modules within this long; an import
 # that hangs (a network call at import time, say) must not keep the slot busy forever.
 START_TIMEOUT_S = 60.0
-
-_spawn = multiprocessing.get_context("spawn")
 
 
 def reference(fn: Callable[..., Any], topic: str) -> str:
@@ -164,9 +164,12 @@ class ChildProcesses:
             return child, fresh
 
     def _start(self) -> _Child:
-        ours, theirs = _spawn.Pipe()
+        # The context is got here, not at import: multiprocessing.connection took ~10 ms
+        # of every start-up, and most topics run in threads.
+        spawn = multiprocessing.get_context("spawn")
+        ours, theirs = spawn.Pipe()
         # Daemonic: multiprocessing also stops it if this process exits without close().
-        process = _spawn.Process(target=_child_main, args=(theirs, self._refs), daemon=True,
+        process = spawn.Process(target=_child_main, args=(theirs, self._refs), daemon=True,
                                  name="kubetaskqueue-child")
         process.start()
         theirs.close()  # only the child holds its end, so its death reads as EOF here

@@ -19,6 +19,11 @@ its CPU time (``time.thread_time``) over its run time, its CPU share:
 - it mostly waited (at most ``ONE_EACH_SHARE``), ran longer than ``LONG_JOB_S``,
   or nothing is known yet: every job gets a thread of its own.
 
+That share is read under the concurrency it sets, so a crowd of threads can keep
+itself: contending for the GIL, short jobs seem to wait most of their run. So a
+limit found by trials caps it too (thread_limit.py): while the jobs keep the GIL
+busy, fewer threads are tried, and kept where the jobs finish as fast.
+
 A thread that finds more threads awake than that parks after its job, even with
 jobs queued: the awake ones take them. A watchdog wakes one more thread whenever
 queued jobs made no progress for ``_WATCH_S`` (the running ones hang, or take
@@ -42,6 +47,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
+
+from .thread_limit import ThreadLimit
 
 _Job = tuple[Callable[[Any], None], Any]
 
@@ -72,6 +79,7 @@ class TaskThreads:
         self._start_lock = threading.Lock()
         self._mean_s: float | None = None  # a job's run time, moving average
         self._cpu_share: float | None = None  # its CPU time over its run time, likewise
+        self._limit = ThreadLimit()  # what trials found the threads awake should not exceed
         self._closed = False
         self._queued = threading.Event()  # jobs may wait that no thread was woken for
         self._watchdog: threading.Thread | None = None
@@ -105,8 +113,8 @@ class TaskThreads:
         """How many threads to keep awake while jobs queue (module docstring)."""
         mean, share = self._mean_s, self._cpu_share
         if mean is None or share is None or mean > self._long_job_s or share <= ONE_EACH_SHARE:
-            return float("inf")
-        return 1 if share > TWO_THREADS_SHARE else 2
+            return self._limit.limit
+        return min(1 if share > TWO_THREADS_SHARE else 2, self._limit.limit)
 
     def _unpark(self) -> bool:
         """Wake a parked thread, if there is one."""
@@ -135,11 +143,13 @@ class TaskThreads:
         ours). Called on that thread (its CPU time is the caller's)."""
         started = self._running.pop(ident, None)
         if started is not None:
-            ran_s = time.monotonic() - started[0]
-            share = min(1.0, (time.thread_time() - started[1]) / ran_s) if ran_s > 0 else 1.0
+            now = time.monotonic()
+            ran_s, cpu_s = now - started[0], time.thread_time() - started[1]
+            share = min(1.0, cpu_s / ran_s) if ran_s > 0 else 1.0
             # Unlocked: two threads racing here lose one sample of a moving average.
             self._mean_s = _moved(self._mean_s, ran_s)
             self._cpu_share = _moved(self._cpu_share, share)
+            self._limit.finished(now, cpu_s, self._started - len(self._parked), self._started)
 
     def close(self) -> None:
         """Let idle threads exit; busy (or hung) ones finish or stay behind as daemons."""
