@@ -23,6 +23,7 @@ import time
 from importlib import metadata
 from typing import Any
 
+from bench.bytecode import precompile
 from bench.peers import PEERS
 from bench.redisserver import RedisServer
 from bench.report import summarise, table
@@ -72,6 +73,7 @@ def freeze_worker(repo: str, rev: str, dest: str) -> str:
     archive = subprocess.run(["git", "-C", repo, "archive", commit, "worker"],
                              capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", dest], input=archive, check=True)
+    precompile(os.path.join(dest, "worker"))
     return commit
 
 
@@ -88,6 +90,7 @@ def ktq_source(args: argparse.Namespace) -> tuple[str, str]:
                 " + uncommitted changes" if dirty else "")
         except subprocess.CalledProcessError:
             what = f"tree {tree} (not a git checkout)"
+        precompile(src)
         return src, what
     frozen = tempfile.mkdtemp(prefix="bench-ktq-")
     commit = freeze_worker(os.path.abspath(args.ktq_repo), args.ktq_rev, frozen)

@@ -23,6 +23,7 @@ import tempfile
 import time
 
 from bench import probe
+from bench.bytecode import precompile
 from bench.redisserver import RedisServer, process_cpu_s
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -74,6 +75,8 @@ def one_run(redis: RedisServer, worker_dir: str, n: int) -> dict[str, float]:
 
 def main() -> None:
     old, new = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
+    for tree in (old, new):
+        precompile(tree)
     pairs = int(sys.argv[3]) if len(sys.argv) > 3 else 3
     n = int(sys.argv[4]) if len(sys.argv) > 4 else 10_000
     redis = RedisServer()
