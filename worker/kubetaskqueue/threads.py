@@ -90,6 +90,11 @@ class TaskThreads:
         return self._started - len(self._running)
 
     @property
+    def _awake(self) -> int:
+        """Threads alive and not parked."""
+        return self._started - len(self._parked)
+
+    @property
     def queued(self) -> int:
         """Jobs waiting for a thread."""
         return len(self._jobs)
@@ -97,7 +102,7 @@ class TaskThreads:
     def submit(self, fn: Callable[[Any], None], arg: Any) -> None:
         """Run ``fn(arg)`` on a thread: one already awake, one woken, or a new one."""
         self._jobs.append((fn, arg))
-        awake = self._started - len(self._parked)
+        awake = self._awake
         if len(self._jobs) > awake - len(self._running) and awake < self._wanted():
             self._wake_one()
             return
@@ -149,7 +154,7 @@ class TaskThreads:
             # Unlocked: two threads racing here lose one sample of a moving average.
             self._mean_s = _moved(self._mean_s, ran_s)
             self._cpu_share = _moved(self._cpu_share, share)
-            self._limit.finished(now, cpu_s, self._started - len(self._parked), self._started)
+            self._limit.finished(now, cpu_s, self._awake, self._started)
 
     def close(self) -> None:
         """Let idle threads exit; busy (or hung) ones finish or stay behind as daemons."""
@@ -189,7 +194,7 @@ class TaskThreads:
             self._running[ident] = time.monotonic(), time.thread_time()
             fn(arg)  # callers catch their own errors: _run_sync never raises
             self._finished(ident)
-            parking = self._started - len(self._parked) > self._wanted()
+            parking = self._awake > self._wanted()
 
     def _watch(self) -> None:
         """Wake one more thread whenever the first queued job has waited ``_WATCH_S``."""
