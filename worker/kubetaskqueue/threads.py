@@ -144,8 +144,9 @@ class TaskThreads:
 
     def _finished(self, ident: int) -> None:
         """The job of thread ``ident`` is done (or about to be): count its run time, CPU
-        share and the thread free; nothing if it was counted already (or is not one of
-        ours). Called on that thread (its CPU time is the caller's)."""
+        share and the thread free, and tell the trials of thread_limit.py; nothing if it
+        was counted already (or is not one of ours). Called on that thread (its CPU time
+        is the caller's)."""
         started = self._running.pop(ident, None)
         if started is not None:
             now = time.monotonic()
