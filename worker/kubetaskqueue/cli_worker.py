@@ -128,8 +128,9 @@ def exporter(ctx: click.Context, http_port: int, topics: tuple[str, ...]) -> Non
     registry = CollectorRegistry()
     registry.register(QueueStateCollector(manager.store.client, manager.settings.namespace,
                                           topics or None))
-    start_http_server(http_port, registry)
     stop = threading.Event()
+    # Before the port answers: whoever sees it up may stop the exporter at once.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    start_http_server(http_port, registry)
     stop.wait()
