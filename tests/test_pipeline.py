@@ -137,3 +137,38 @@ def test_successes_batch_while_tasks_queue_but_wait_at_most_ack_batch_s() -> Non
 
 def _attempt_of(inflight: InFlight, task_id: str) -> Attempt:
     return inflight._attempts[(TOPIC, task_id)]
+
+
+def test_a_round_that_empties_the_topics_is_not_followed_by_an_empty_one(
+        redis_url: str) -> None:
+    """An idle manager woken for one task claims it in one call and blocks again while
+    the task runs: the round gave fewer than it asked for, so a round straight after
+    would find nothing."""
+    m = Manager(redis_url, num_workers=4, poll_interval_s=5.0)
+    go = threading.Semaphore(0)
+    m.register(TOPIC, lambda task: go.acquire(timeout=10))
+    calls: list[int] = []  # the rows each claim call returned
+    claim = m.store.ack_and_claim
+
+    def counted(*args: object, **kwargs: object) -> tuple[set[str], float | None, list]:
+        reply = claim(*args, **kwargs)  # type: ignore[arg-type]
+        calls.append(len(reply[2]))
+        return reply
+
+    def blocked_with(work: int) -> bool:  # the claim thread waits on the wake-up list
+        return (m.store.client.info("clients")["blocked_clients"] >= 1
+                and m.stats()["topics"].get(TOPIC, {}).get("work", 0) == work)
+
+    m.store.ack_and_claim = counted  # type: ignore[method-assign]
+    m.start()
+    try:
+        for _ in range(3):
+            wait_until(lambda: blocked_with(0), what="the claim thread idle")
+            calls.clear()
+            m.enqueue(TOPIC, 1)
+            wait_until(lambda: blocked_with(1), what="the claim thread blocked, a task running")
+            assert calls == [1]
+            go.release()
+    finally:
+        go.release()
+        m.stop(timeout_s=5)

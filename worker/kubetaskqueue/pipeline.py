@@ -84,9 +84,12 @@ class Pipeline:
                 if taken is None:
                     break
                 try:
-                    claimed, next_due, complete = self._claim_round(*taken)
+                    claimed, next_due, complete, drained = self._claim_round(*taken)
                     self.health.success()
-                    if claimed or not complete:
+                    # Topics that gave fewer than asked are empty: a round straight after
+                    # would claim nothing, and take the GIL from the tasks just started.
+                    # Burst mode claims on, so it exits as soon as the last task is done.
+                    if not complete or (claimed and (self.burst or not drained)):
                         continue
                     if self.burst and self._nothing_left():
                         break
@@ -145,16 +148,18 @@ class Pipeline:
             except REDIS_ERRORS as exc:
                 self._stopping.wait(self.health.failure(exc))
 
-    def _claim_round(self, acks: list[Attempt], free: int) -> tuple[int, float | None, bool]:
+    def _claim_round(self, acks: list[Attempt], free: int,
+                     ) -> tuple[int, float | None, bool, bool]:
         """Ack ``acks`` and claim into the ``free`` slots and those the acks free, one
         call per topic, starting at a rotating topic for fairness. Returns the tasks
-        claimed, the soonest next due time, and whether every topic was asked to claim
-        (if not, ``next_due`` does not cover them all)."""
+        claimed, the soonest next due time, whether every topic was asked to claim (if
+        not, ``next_due`` does not cover them all), and whether each gave fewer than
+        asked (none has more ready now)."""
         by_topic: dict[str, list[Attempt]] = {}
         for attempt in acks:
             by_topic.setdefault(attempt.task.topic, []).append(attempt)
         room = free  # what the round may still claim, besides into its acks' slots (< 0: fewer)
-        claimed, next_due, asked = 0, None, 0
+        claimed, next_due, asked, drained = 0, None, 0, True
         n = len(self.topics)
         offset = next(self._offsets)
         try:
@@ -167,10 +172,12 @@ class Pipeline:
                 results = {a.task.id: a.result for a in group if a.result is not None}
                 # The script records the topic's acks before it claims: their slots are
                 # this call's to fill too.
+                ask = max(0, room + len(group))
                 fenced, due_in, rows = self.store.ack_and_claim(
-                    topic, leases, max(0, room + len(group)), self.settings.lease_ttl_s,
-                    self.manager_id, results, _ran_s(group))
+                    topic, leases, ask, self.settings.lease_ttl_s, self.manager_id, results,
+                    _ran_s(group))
                 asked += 1
+                drained = drained and len(rows) < ask
                 if due_in is not None:
                     next_due = due_in if next_due is None else min(next_due, due_in)
                 room += len(group)  # recorded: the acks' slots are the round's to fill
@@ -182,7 +189,7 @@ class Pipeline:
                 room -= len(rows)
         finally:
             self._ack(self.inflight.requeue([a for group in by_topic.values() for a in group]))
-        return claimed, next_due, asked == n
+        return claimed, next_due, asked == n, drained
 
     def _nothing_left(self) -> bool:
         """Burst mode ends when this manager's topics have nothing ready, scheduled or in
