@@ -80,11 +80,11 @@ def _connect_sentinel(url: str, options: dict[str, Any]) -> redis.Redis:
         raise ConfigError(f"Sentinel URL {redact_url(url)!r} names no sentinel host")
     password = unquote(parts.password) if parts.password else None
     username = unquote(parts.username) if parts.username else None
-    # redis-py's Sentinel has no type hints.
-    sentinel = Sentinel(sentinels, socket_timeout=5.0,  # type: ignore[no-untyped-call]
+    # Older redis-py's Sentinel has no type hints, 8.2's has: each ignore allows both.
+    sentinel = Sentinel(sentinels, socket_timeout=5.0,  # type: ignore[no-untyped-call, unused-ignore]
                         socket_connect_timeout=5.0,
                         sentinel_kwargs={"socket_timeout": 5.0, **tls})
-    master: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+    master: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call, unused-ignore]
         service, db=db, username=username, password=password, **options, **tls)
     threading.Thread(target=_follow_master, args=(weakref.ref(master.connection_pool),),
                      name=f"kubetaskqueue-sentinel-{service}", daemon=True).start()
