@@ -94,6 +94,12 @@ class SentinelSet:
         replicas = self.nodes[1:]
         wait_until(lambda: all(role(r) == ("slave", first.port, True) for r in replicas), 30,
                    what="replicas in sync")
+        if "--min-replicas-to-write" in node_args:
+            # A replica's link is up before the primary has its first REPLCONF ACK; till
+            # then it counts no good replica and refuses writes (NOREPLICAS).
+            needed = int(node_args[node_args.index("--min-replicas-to-write") + 1])
+            wait_until(lambda: int(first.client().info("replication").get(
+                "min_slaves_good_slaves", 0)) >= needed, 30, what="the primary's good replicas")
         self.sentinels = [SentinelProc(fleet.root / f"sentinel{n}", n) for n in range(3)]
         for sentinel in self.sentinels:
             sentinel.configure(first, replicas, quorum, self.sentinels)
@@ -113,12 +119,30 @@ class SentinelSet:
         return next(n for n in self.nodes if n.port == port)
 
     def primary(self) -> RedisProc:
-        """The node a majority of sentinels name as primary."""
-        def agreed() -> int | None:
-            ports = [s.master() for s in self.sentinels]
-            best = max(set(ports), key=ports.count)
-            return best if best is not None and ports.count(best) >= 2 else None
-        return self.node(wait_until(agreed, 30, what="sentinels name a primary"))
+        """The node a majority of sentinels name as primary, once it says so too: right
+        after a failover, sentinels that have not heard of it yet still name the old
+        primary, which may have rejoined as a replica by then."""
+        return self.node(wait_until(self._agreed_primary, 30, what="sentinels name a primary"))
+
+    def _agreed_primary(self) -> int | None:
+        ports = [s.master() for s in self.sentinels]
+        best = max(set(ports), key=ports.count)
+        if best is None or ports.count(best) < 2:
+            return None
+        return best if role(self.node(best))[0] == "master" else None
+
+    def wait_replicated(self, timeout_s: float = 40.0) -> RedisProc:
+        """Until the primary the sentinels name has the other node as its replica, link
+        up, whichever node that is by then (Sentinel may fail over once more under load,
+        flapping); returns the primary."""
+        def replicated() -> int | None:
+            port = self._agreed_primary()
+            if port is None:
+                return None
+            other = self.other(self.node(port))
+            return port if role(other) == ("slave", port, True) else None
+        return self.node(wait_until(replicated, timeout_s, 0.05,
+                                    what="the primary and its replica in sync"))
 
     def other(self, node: RedisProc) -> RedisProc:
         """The other one of the first two nodes (the spare is never promoted)."""
