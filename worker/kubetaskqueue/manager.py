@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
-import signal
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from types import FrameType
 from typing import Any, TypeVar, get_args
 
 from .backoff import Backoff, default_backoff
@@ -34,6 +33,7 @@ from .runner import Processor, Runner
 from .schedule_rules import make_rule
 from .schedules import Schedule, Scheduler, check_schedule_name
 from .settings import Settings
+from .signals import on_stop_signals
 from .store import RedisStore
 from .task import Task
 from .task_info import TaskInfo, delete_task, lookup_task
@@ -87,6 +87,15 @@ class Manager:
         except ValueError as exc:
             raise ConfigError(f"invalid manager settings: {exc}") from exc
         self._store = None
+
+    @contextlib.contextmanager
+    def _redis_failures(self) -> Iterator[None]:
+        """A Redis error in a public call becomes RedisUnavailableError naming the URL."""
+        try:
+            yield
+        except REDIS_ERRORS as exc:
+            raise RedisUnavailableError(f"Redis at {redact_url(self.settings.redis_url)} "
+                                        f"failed: {redis_error_text(exc)}") from exc
 
     @property
     def _running(self) -> bool:
@@ -213,12 +222,10 @@ class Manager:
                           priority=priority, max_payload_bytes=self.settings.max_payload_bytes)
         if not tasks.ids:
             return []
-        try:
+        with self._redis_failures():
             store = self.store  # connecting may fail too
             self._memory.check(store.keys(topic).input)
             store.enqueue(topic, tasks)
-        except REDIS_ERRORS as exc:
-            raise _unavailable(self.settings.redis_url, exc) from exc
         if topic not in self._processors:  # this manager will serve its own topics
             self._served_check.enqueued(topic)
         return tasks.ids
@@ -237,10 +244,8 @@ class Manager:
 
     def _set_paused(self, topic: str, paused: bool) -> bool:
         check_topic(topic)
-        try:
+        with self._redis_failures():
             return self.store.set_paused(topic, paused, f"by {self.settings.pod_name}")
-        except REDIS_ERRORS as exc:
-            raise _unavailable(self.settings.redis_url, exc) from exc
 
     # -- running -------------------------------------------------------------------
 
@@ -299,7 +304,7 @@ class Manager:
         # Handlers go in before the first claim: a SIGTERM right after start must
         # release tasks, not kill the process with them leased.
         self._stop_requested.clear()
-        restore = self._install_signal_handlers()
+        restore = on_stop_signals(self._on_stop_signal)
         try:
             self.start(burst=burst)
         except BaseException:
@@ -343,31 +348,20 @@ class Manager:
             return False, "Redis unreachable"
         return True, "ready"
 
-    def _install_signal_handlers(self) -> Callable[[], None]:
-        if threading.current_thread() is not threading.main_thread():
-            return lambda: None
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            name = signal.Signals(signum).name
-            runner = self._runner
-            if self._stop_requested.is_set():
-                log.warning("%s again: releasing in-flight tasks now", name)
-                if runner is not None:
-                    runner.force()
-                return
-            log.info("%s received: no new tasks; finishing in-flight ones within %.0fs "
-                     "(send again to release them now)", name, self.settings.shutdown_grace_s)
+    def _on_stop_signal(self, name: str) -> None:
+        """The first SIGTERM/SIGINT drains: no new tasks, in-flight ones may finish within
+        the grace period. A second releases them now."""
+        runner = self._runner
+        if self._stop_requested.is_set():
+            log.warning("%s again: releasing in-flight tasks now", name)
             if runner is not None:
-                runner.request_stop()
-            self._stop_requested.set()
-
-        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-
-        def restore() -> None:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-
-        return restore
+                runner.force()
+            return
+        log.info("%s received: no new tasks; finishing in-flight ones within %.0fs "
+                 "(send again to release them now)", name, self.settings.shutdown_grace_s)
+        if runner is not None:
+            runner.request_stop()
+        self._stop_requested.set()
 
     # -- inspecting ------------------------------------------------------------------
 
@@ -383,10 +377,8 @@ class Manager:
     def stats(self) -> dict[str, Any]:
         """``{"topics": {topic: {input, scheduled, work, dead, enqueued, started, retried,
         failed, completed, dead_dropped, paused}}, "managers": n}``"""
-        try:
+        with self._redis_failures():
             return read_queue_state(self.store.client, self.settings.namespace).as_stats()
-        except REDIS_ERRORS as exc:
-            raise _unavailable(self.settings.redis_url, exc) from exc
 
     # -- one task --------------------------------------------------------------------
 
@@ -394,20 +386,16 @@ class Manager:
         """Where task ``task_id`` is (``.state``: scheduled, input, work, dead, or done while
         its result is kept) and what it holds; None if ``topic`` does not know the id."""
         check_topic(topic)
-        try:
+        with self._redis_failures():
             return lookup_task(self.store, topic, task_id)
-        except REDIS_ERRORS as exc:
-            raise _unavailable(self.settings.redis_url, exc) from exc
 
     def delete(self, topic: str, task_id: str) -> bool:
         """Delete a waiting task (scheduled, input or dead) for good: True. False for an
         unknown id, a done one, or one in work: a running processor cannot be stopped from
         outside (see README, "Task lookup and delete", for how to stop one)."""
         check_topic(topic)
-        try:
+        with self._redis_failures():
             return delete_task(self.store, topic, task_id)
-        except REDIS_ERRORS as exc:
-            raise _unavailable(self.settings.redis_url, exc) from exc
 
     def result(self, topic: str, task_id: str, wait_s: float | None = None) -> Any:
         """What the processor of a task enqueued with ``keep_result_s`` returned; waits up to
@@ -417,12 +405,6 @@ class Manager:
         task died, or keeps no result), ResultTimeoutError (not finished in time).
         """
         check_topic(topic)
-        try:
+        with self._redis_failures():
             return get_result(self.store, topic, task_id, wait_s,
                               recheck_s=self.settings.poll_interval_s)
-        except REDIS_ERRORS as exc:
-            raise _unavailable(self.settings.redis_url, exc) from exc
-
-
-def _unavailable(url: str, exc: Exception) -> RedisUnavailableError:
-    return RedisUnavailableError(f"Redis at {redact_url(url)} failed: {redis_error_text(exc)}")
