@@ -43,8 +43,8 @@ def main() -> None:
                         str(args.tasks)], env=env, cwd=REPO, check=True, capture_output=True)
         argv = PEERS["kubetaskqueue"].worker_argv(args.conc, args.sleep_s > 0, 0)
         spy = subprocess.Popen(
-            [os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", "-r",
-             str(args.rate), "-f", "raw", "-o", out, "--threads",
+            [os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", "--nonblocking",
+             "-r", str(args.rate), "-f", "raw", "-o", out, "--threads",
              *(["--gil"] if args.gil else []), "--", *argv],
             env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True)
