@@ -126,6 +126,10 @@ class LeaderElector:
             if old is not None and old.holder == self.identity:
                 self.api.replace(dataclasses.replace(old, holder=None, renewed_at=None))
         except Exception as exc:  # best effort: the Lease expires anyway
+            if http_status(exc) in (403, 404):  # helm uninstall removes the Role or Lease first
+                log.info("leader election: the Lease or the right to write it is gone "
+                         "(the release is being uninstalled?); nothing to release")
+                return
             log.warning("leader election: could not release the Lease: %s", exc)
 
     def hold(self, lost: threading.Event, stop: threading.Event) -> None:

@@ -114,3 +114,26 @@ def test_a_lease_deleted_under_the_leader_is_not_made_again() -> None:
     elector.hold(lost, Ticking())  # type: ignore[arg-type]
     assert lost.is_set()
     assert lease.record is None
+
+
+def _refusing(status: int) -> MemoryLeaseApi:
+    """A Lease API that answers every read with HTTP ``status``, as lightkube raises it."""
+    import httpx2
+
+    class Refusing(MemoryLeaseApi):
+        def read(self):  # type: ignore[no-untyped-def]
+            request = httpx2.Request("GET", "https://api/leases/ktq")
+            raise httpx2.HTTPStatusError(f"{status}", request=request,
+                                         response=httpx2.Response(status, request=request))
+
+    return Refusing()
+
+
+def test_release_after_uninstall_removed_the_role_is_not_a_warning(caplog) -> None:  # type: ignore[no-untyped-def]
+    """helm uninstall deletes the operator's Role while its pod still stops: the release
+    is then refused (403), which needs no one's attention; another failure still warns."""
+    with caplog.at_level("INFO", logger="kubetaskqueue_operator.leader"):
+        LeaderElector(_refusing(403), "a").release()
+        LeaderElector(_refusing(500), "a").release()
+    levels = [(r.levelname, "uninstalled" in r.getMessage()) for r in caplog.records]
+    assert levels == [("INFO", True), ("WARNING", False)]
