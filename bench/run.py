@@ -31,7 +31,7 @@ from bench.workers import REPO
 from bench.workloads import Bench, loadavg
 
 STYLES = ("noop", "redis")
-FULL = {"w1": 20_000, "w2": 3_000, "single": 5_000, "lat": 1_000, "cmds": 2_000,
+FULL = {"w1": 20_000, "w2": 19_200, "single": 5_000, "lat": 1_000, "cmds": 2_000,
         "idle_s": 30.0, "runs": 3, "scale": (1, 2)}
 QUICK = {"w1": 2_000, "w2": 300, "single": 500, "lat": 100, "cmds": 300, "idle_s": 3.0,
          "runs": 1, "scale": (1, 2)}
