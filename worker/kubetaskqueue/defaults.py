@@ -5,8 +5,8 @@ NAMESPACE = "kubetaskqueue"
 # The seed's default concurrency; bounds tasks in flight per manager (not cluster-wide).
 NUM_WORKERS = 5
 # Most tasks a manager claims beyond its slots, to start as soon as a slot frees (no
-# claim round trip between). Only while tasks run 5 ms or more, and only as many as
-# start within 10 ms (attempts.py), so a busy pod does not sit on another's work.
+# claim round trip between). Only as many as the slots start within 10 ms at the median
+# run time (attempts.py), so a busy pod does not sit on another's work.
 PREFETCH = 16
 # Long enough to ride out a GC pause or a short Redis blip, short enough that a
 # killed pod's tasks restart within a minute.
