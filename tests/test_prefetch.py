@@ -187,3 +187,12 @@ def test_graceful_stop_releases_prefetched_tasks_at_once(redis_url: str) -> None
         else:
             m.stop(timeout_s=5)
     assert m.stats()["topics"][TOPIC]["completed"] == PREFETCH_SAMPLES + 1
+
+
+def test_the_default_prefetch_is_one_a_slot_and_at_least_sixteen(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("KUBETASKQUEUE_PREFETCH", raising=False)
+    assert Manager("memory://", num_workers=5).settings.prefetch_tasks == 16
+    assert Manager("memory://", num_workers=64).settings.prefetch_tasks == 64
+    assert Manager("memory://", num_workers=64, prefetch=0).settings.prefetch_tasks == 0
+    monkeypatch.setenv("KUBETASKQUEUE_PREFETCH", "3")
+    assert Manager("memory://", num_workers=64).settings.prefetch_tasks == 3

@@ -59,6 +59,18 @@ def test_every_object_is_namespaced_and_labelled(toggle: str) -> None:
         assert len(meta["name"]) <= 63
 
 
+def test_the_worker_prefetch_is_the_workers_own_default_unless_set() -> None:
+    """null (the default) leaves KUBETASKQUEUE_PREFETCH unset: the worker takes one a slot,
+    at least 16. 0 (off) is a value, not a missing one."""
+    def prefetch_env(values: dict) -> object:  # type: ignore[type-arg]
+        return env(container(one(render(values), "Deployment", WORKER))).get(
+            "KUBETASKQUEUE_PREFETCH")
+
+    assert prefetch_env({}) is None
+    assert prefetch_env({"worker": {"prefetch": 0}}) == "0"
+    assert prefetch_env({"worker": {"prefetch": 48}}) == "48"
+
+
 def test_worker_deployment_runs_the_app_with_env_probes_and_grace() -> None:
     worker = one(render(), "Deployment", WORKER)
     c = container(worker)

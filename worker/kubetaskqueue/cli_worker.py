@@ -55,8 +55,8 @@ def load_manager(path: str) -> Manager:
               help="Tasks in flight at once in this process")
 @click.option("--prefetch", type=click.IntRange(min=0), default=None,
               envvar="KUBETASKQUEUE_PREFETCH", show_envvar=True,
-              help="Most tasks claimed beyond the slots while tasks run long enough "
-                   "[default 16; 0 = off]")
+              help="Most tasks claimed beyond the slots, to start as a slot frees "
+                   "[default: one a slot, at least 16; 0 = off]")
 @click.option("--lease-ttl", type=click.FloatRange(min=0, min_open=True), default=None,
               envvar=["KUBETASKQUEUE_LEASE_TTL", "KUBETASKQUEUE_LEASE_TTL_S"], show_envvar=True,
               help="Seconds a claimed task stays leased without a heartbeat")

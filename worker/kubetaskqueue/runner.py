@@ -38,7 +38,7 @@ class Runner:
         self.processors = processors
         self.manager_id = manager_id
         self.redis = RedisHealth(redact_url(settings.redis_url))
-        self._inflight = InFlight(settings.num_workers, settings.prefetch)
+        self._inflight = InFlight(settings.num_workers, settings.prefetch_tasks)
         self._stopping = threading.Event()  # stop claiming
         self._force = threading.Event()  # stop waiting for in-flight tasks
         self._limits = LimitDeclarations(

@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     redis_url: str = defaults.REDIS_URL
     namespace: Annotated[str, Field(min_length=1, pattern=r"^[^{}\s]+$")] = defaults.NAMESPACE
     num_workers: Annotated[int, Field(ge=1)] = defaults.NUM_WORKERS
-    prefetch: Annotated[int, Field(ge=0)] = defaults.PREFETCH
+    prefetch: Annotated[int, Field(ge=0)] | None = None  # None: see prefetch_tasks
     lease_ttl_s: Annotated[float, Field(gt=0)] = defaults.LEASE_TTL_S
     poll_interval_s: Annotated[float, Field(gt=0)] = defaults.POLL_INTERVAL_S
     shutdown_grace_s: Annotated[float, Field(ge=0)] = defaults.SHUTDOWN_GRACE_S
@@ -74,3 +74,11 @@ class Settings(BaseSettings):
             if url is not None:
                 return {**data, "redis_url": url}
         return data
+
+    @property
+    def prefetch_tasks(self) -> int:
+        """The prefetch in force: ``prefetch`` if set, else one task a slot, at least
+        ``defaults.PREFETCH``."""
+        if self.prefetch is None:
+            return max(defaults.PREFETCH, self.num_workers)
+        return self.prefetch
