@@ -13,7 +13,7 @@ import pytest
 from chaos_env import FULL
 from cluster_proc import NODE_TIMEOUT_MS, ClusterSet, start_cluster
 from kubetaskqueue import Manager
-from kubetaskqueue.defaults import PREFETCH
+from kubetaskqueue.settings import Settings
 from ledger import Ledger, duplicates
 from probe import wait_until
 from redis_proc import RedisFleet
@@ -23,6 +23,7 @@ pytestmark = [pytest.mark.chaos, pytest.mark.timeout(180)]
 
 TASKS = 1_200 if FULL else 300
 SLOTS = 4
+PREFETCH = Settings(num_workers=SLOTS).prefetch_tasks  # what each worker holds beyond its slots
 LEASE_TTL_S = 2.0
 
 
