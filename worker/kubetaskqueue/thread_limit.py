@@ -5,9 +5,17 @@ with 64 threads contending for the GIL, a job of one Redis call runs 20 ms and
 seems to wait 99 % of it, so the rule keeps a thread per job, and the contention
 that misled it stays (64 slots: 2.8k tasks/s at 367 µs of CPU each, against 5k/s
 on two threads). Whether fewer threads are as fast is a question only a trial
-answers, so this one tries: every so often it halves the threads awake for one
-window of jobs, and keeps the halving if the jobs finished about as fast; a limit
-once lowered is tried higher again the same way.
+answers, so this one tries: every so often it halves the threads awake, and keeps
+the halving if the jobs finished about as fast; a limit once lowered is tried
+higher again the same way.
+
+A trial is judged on one window of jobs, against the median of the (up to
+``BASE_WINDOWS``) windows before it under the old limit, and not on the window it
+began in: the jobs running when the limit changed still finish in that one, at
+the old concurrency. With 10 ms jobs on 64 threads a window of 128 jobs is two
+jobs long, and window rates vary by 15 % on a busy machine: judged at once and
+against one window, halvings looked as fast and were kept (W2, one Redis call a
+job: a limit of 32 for most of a run, 2.7k tasks/s against 3.9k/s on every thread).
 
 Fewer threads are tried only while the jobs keep the GIL busy (their CPU time
 summed is ``BUSY_SHARE`` of the window or more), and a window under half that
@@ -20,11 +28,15 @@ many windows (up to ``MAX_WAIT_WINDOWS``).
 from __future__ import annotations
 
 import math
+import statistics
 import threading
 import time
+from collections import deque
 
 # Jobs a window counts. A window is the unit of comparison: its rate is jobs/second.
 WINDOW_JOBS = 128
+# A trial's rate is set against the median of this many windows before it, at most.
+BASE_WINDOWS = 3
 # A trial with fewer threads is kept unless its window was this much slower; one with
 # more threads only if this much faster (the noise of one window on a quiet machine).
 TOLERANCE = 0.05
@@ -45,6 +57,8 @@ class ThreadLimit:
         self._cpu_s = 0.0  # their CPU time
         self._start = time.monotonic()
         self._trial: tuple[float, float] | None = None  # (limit before it, rate before it)
+        self._settling = False  # this window began under another limit: not judged
+        self._rates: deque[float] = deque(maxlen=BASE_WINDOWS)  # windows since the last change
         self._wait = FIRST_WAIT_WINDOWS  # windows until the next trial
         self._wait_after_failure = FIRST_WAIT_WINDOWS
         self._try_more = False  # the next trial raises the limit (as does one from 1)
@@ -61,10 +75,13 @@ class ThreadLimit:
             wall_s = max(now - self._start, 1e-9)
             rate, busy = self._jobs / wall_s, self._cpu_s / wall_s
             self._jobs, self._cpu_s, self._start = 0, 0.0, now
-            if busy >= BUSY_SHARE / 2 or self._trial is not None:  # a trial: judged by rate
+            if self._settling:
+                self._settling = False
+            elif busy >= BUSY_SHARE / 2 or self._trial is not None:  # a trial: judged by rate
                 self._judge(rate, awake, started, may_cut=busy >= BUSY_SHARE)
             else:
-                self.limit, self._try_more = math.inf, False
+                self._change(math.inf)
+                self._try_more = False
         finally:
             self._lock.release()
 
@@ -75,25 +92,36 @@ class ThreadLimit:
             fewer = self.limit < before
             kept = rate >= base * (1 - TOLERANCE) if fewer else rate > base * (1 + TOLERANCE)
             if kept:
+                self._rates.append(rate)  # a window under the limit kept
                 if self.limit >= started:
                     self.limit = math.inf
                 self._try_more = not fewer and self.limit < started  # go on the same way
                 self._wait = 0 if fewer or self._try_more else FIRST_WAIT_WINDOWS
                 self._wait_after_failure = FIRST_WAIT_WINDOWS
             else:
-                self.limit = before
+                self._change(before)
                 self._try_more = fewer and before < started  # a lowered limit: try higher
                 self._wait = self._wait_after_failure
                 self._wait_after_failure = min(2 * self._wait_after_failure, MAX_WAIT_WINDOWS)
             return
+        self._rates.append(rate)
         if self._wait > 0:
             self._wait -= 1
             return
         current = max(1, min(self.limit, awake))
         if (self._try_more or current == 1) and self.limit < started:
-            self._trial = (self.limit, rate)
-            self.limit = current * 2
+            self._start_trial(current * 2)
         elif current > 1 and may_cut:
-            self._trial = (self.limit, rate)
-            self.limit = max(1, current // 2)
+            self._start_trial(max(1, current // 2))
         self._try_more = False
+
+    def _start_trial(self, limit: float) -> None:
+        self._trial = (self.limit, statistics.median(self._rates))
+        self._change(limit)
+
+    def _change(self, limit: float) -> None:
+        """Set a new limit: the window now begun is not judged, nor a base for a trial."""
+        if limit != self.limit:
+            self.limit = limit
+            self._settling = True
+            self._rates.clear()
