@@ -113,6 +113,43 @@ def test_async_processor_and_its_timeout_cancels(any_url: str) -> None:
     assert cancelled.is_set()
 
 
+def test_async_successes_are_settled_on_the_loop_and_failures_still_recorded(
+        any_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A success the claim thread acks needs no Redis call, so it takes no thread hop
+    (asyncio.to_thread); a failure's record does, and lands: retried, then dead."""
+    m = make(any_url, num_workers=8)
+    attempts: list[tuple[str, int]] = []
+    hops: list[object] = []
+    to_thread = asyncio.to_thread
+
+    async def counted(fn: Any, /, *args: Any) -> Any:
+        hops.append(fn)
+        return await to_thread(fn, *args)
+
+    monkeypatch.setattr(asyncio, "to_thread", counted)
+
+    @m.processor("ok")
+    async def ok(task: Task) -> None:
+        await asyncio.sleep(0)
+
+    @m.processor("fails")
+    async def fails(task: Task) -> None:
+        attempts.append((task.id, task.attempt))
+        if task.attempt == 1:
+            raise Retry(0.01)
+        raise RuntimeError("no")
+
+    m.enqueue_many("ok", list(range(200)))
+    m.run(burst=True)
+    assert m.stats()["topics"]["ok"]["completed"] == 200
+    assert len(hops) <= 8  # successes acked by their own thread (the claim thread away)
+    hops.clear()
+    m.enqueue("fails", {}, num_retries=1)
+    m.run(burst=True)
+    stats = m.stats()["topics"]["fails"]
+    assert (stats["dead"], len(attempts), len(hops)) == (1, 2, 2)
+
+
 def test_sync_timeout_fails_attempt_and_frees_slot(any_url: str) -> None:
     m = make(any_url, num_workers=1)
     release = threading.Event()
