@@ -10,7 +10,9 @@ one line per run and the medians: tasks/s from the first start to the last end,
 Redis commands per task in the worker run (inside Lua included), redis-server
 and worker CPU µs per task (the worker's from its first task start), with the
 load average before each run. ``BENCH_STYLE=redis`` runs the other task style;
-``BENCH_CONC=64 BENCH_SLEEP_S=0.01`` runs W2 instead.
+``BENCH_CONC=64 BENCH_SLEEP_S=0.01`` runs W2 instead;
+``BENCH_KTQ_APP=bench.apps.ktq_async_app:manager`` the same task as an ``async def``
+processor.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ def one_run(redis: RedisServer, worker_dir: str, n: int) -> dict[str, float]:
     before, cpu0 = redis.commands(), redis.cpu_s()
     worker = subprocess.Popen(
         [sys.executable, "-m", "kubetaskqueue", "--log-format", "text", "worker",
-         "bench.apps.ktq_app:manager", "--num-workers", env["BENCH_CONC"], "--http-port", "0"],
+         env.get("BENCH_KTQ_APP", "bench.apps.ktq_app:manager"), "--num-workers",
+         env["BENCH_CONC"], "--http-port", "0"],
         env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + max(120.0, n / 50)
