@@ -82,11 +82,14 @@ class Outcome:
     result: str | None = None  # JSON text of the return value, if the task keeps it
 
 
+_SUCCEEDED = Outcome()  # frozen: one for every success that keeps no result
+
+
 def success(task: Task, value: Any) -> Outcome:
     """The processor returned ``value``: kept as JSON when the task keeps its result (a
     value JSON cannot hold fails the attempt), else dropped unlooked-at."""
     if task.keep_result_s is None:
-        return Outcome()
+        return _SUCCEEDED
     try:
         return Outcome(result=json.dumps(value, allow_nan=False, separators=(",", ":")))
     except (TypeError, ValueError, RecursionError) as exc:

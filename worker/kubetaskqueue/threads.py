@@ -106,7 +106,8 @@ class TaskThreads:
         if len(self._jobs) > awake - len(self._running) and awake < self._wanted():
             self._wake_one()
             return
-        self._queued.set()  # in case the threads it waits for are stuck
+        if not self._queued.is_set():  # set() takes a lock and notifies, set or not
+            self._queued.set()  # in case the threads it waits for are stuck
         if self._watchdog is None:
             with self._start_lock:
                 if self._watchdog is None:
