@@ -259,6 +259,31 @@ def test_stop_releases_unfinished_tasks_without_counting_attempt(any_url: str) -
     assert attempts == ["0", "0"]
 
 
+def test_stop_cancels_and_releases_unfinished_async_tasks(any_url: str) -> None:
+    """Running async attempts are cancelled on the loop and released back to input."""
+    m = make(any_url, num_workers=2)
+    running: list[int] = []
+    cancelled: list[int] = []
+
+    @m.processor("t")
+    async def work(task: Task) -> None:
+        running.append(task.payload)
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.append(task.payload)
+            raise
+
+    m.enqueue_many("t", [1, 2, 3, 4])
+    m.start()
+    wait_until(lambda: len(running) == 2)
+    m.stop(timeout_s=0.2)
+    wait_until(lambda: len(cancelled) == 2)
+    stats = m.stats()["topics"]["t"]
+    assert (stats["input"], stats["work"], stats["completed"]) == (4, 0, 0)
+    assert sorted(cancelled) == sorted(running)
+
+
 def test_stop_waits_for_tasks_within_grace(any_url: str) -> None:
     m = make(any_url)
     m.register("t", lambda task: time.sleep(0.3))

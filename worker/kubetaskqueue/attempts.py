@@ -28,7 +28,7 @@ held, so no task waits here long while another manager could run it.
 
 from __future__ import annotations
 
-import concurrent.futures
+import asyncio
 import contextlib
 import statistics
 import threading
@@ -63,7 +63,7 @@ class Attempt:
     started: float = field(default_factory=time.monotonic)  # claimed; reset when it runs
     deadline: float | None = None  # monotonic; sync processors in task threads only
     settled: bool = False  # acked, failed, timed out or released: later results are dropped
-    future: concurrent.futures.Future[None] | None = None  # async processors only
+    async_task: asyncio.Task[None] | None = None  # async processors only, once started
     result: str | None = None  # JSON of the return value, for a task that keeps it
     running: bool = False  # holds a slot (else it waits for one, prefetched)
 

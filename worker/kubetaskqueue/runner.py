@@ -125,8 +125,8 @@ class Runner:
 
     def _release(self, attempt: Attempt) -> None:
         task = attempt.task
-        if attempt.future is not None:
-            attempt.future.cancel()
+        if attempt.processor.is_async:
+            self._pipeline.cancel_async(attempt)
         try:
             released = self.store.release(task.topic, task.id, task.lease_token)
         except REDIS_ERRORS as exc:
