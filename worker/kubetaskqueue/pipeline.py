@@ -11,6 +11,8 @@ Redis or has stopped claiming: then the task's own thread acks it (attempts.py).
 Only the claim thread claims, so a round's room (the slots free when it began, and
 those its acks free) cannot be taken by another.
 Failures (rarer, each with its own backoff) are recorded by the thread that saw them.
+An async task settles on the event loop; only its Redis write (a failure's, or an
+ack while the claim thread is away) goes to a thread, so the loop never waits on Redis.
 """
 
 from __future__ import annotations
