@@ -94,6 +94,22 @@ def test_topics_lists_enqueued_paused_and_served_topics(
     assert lines[1].split() == ["held", "yes", "-", "0", "0", "0", "0", "0"]
 
 
+def test_topics_counts_every_live_manager_even_two_in_one_pod(
+        any_url: str, serving: tuple[Manager, str]) -> None:
+    first, topic = serving
+    second = Manager(any_url, poll_interval_s=0.05)  # same host, so the same pod name
+    second.register(topic, lambda task: None)
+    second.start()
+    try:
+        wait_until(lambda: first.stats()["managers"] == 2, what="the second heartbeat")
+        code, out, _ = run(any_url, "topics", "--json")
+        [row] = [r for r in json.loads(out) if r["topic"] == topic]
+        assert code == 0 and row["managers"] == 2
+        assert row["pods"] == [first.settings.pod_name] == [second.settings.pod_name]
+    finally:
+        second.stop()
+
+
 # The CLI refuses memory:// for `topics drop` (the change would vanish with it).
 @pytest.mark.parametrize("any_url", ["redis"], indirect=True)
 def test_topics_drop_refuses_a_topic_with_tasks_or_managers(

@@ -30,12 +30,13 @@ class TopicRow:
 
     name: str
     state: TopicState
-    pods: list[str]  # pods of the live managers serving it
+    managers: int  # live managers serving it (several may share a pod or host)
+    pods: list[str]  # their pods, each once
 
     def as_dict(self) -> dict[str, Any]:
         t = self.state
         return {"topic": self.name, "paused": t.paused, "max_queued": t.controls.max_queued,
-                "managers": len(self.pods), "pods": self.pods, "input": t.input,
+                "managers": self.managers, "pods": self.pods, "input": t.input,
                 "scheduled": t.scheduled, "work": t.work, "dead": t.dead}
 
 
@@ -45,8 +46,8 @@ def list_topics(client: Client, namespace: str) -> list[TopicRow]:
     served = served_topics(managers)
     names = sorted(set(known_topics(client, namespace)) | set(served))
     state = read_queue_state(client, namespace, names)
-    return [TopicRow(name, state.topics[name],
-                     sorted({m.pod or m.id for m in served.get(name, [])}))
+    return [TopicRow(name, state.topics[name], len(serving := served.get(name, [])),
+                     sorted({m.pod or m.id for m in serving}))
             for name in names]
 
 
