@@ -12,6 +12,7 @@ from . import defaults
 from .cluster import REDIS_ERRORS, Client
 from .errors import KubeTaskQueueError
 from .queue_state import (
+    ManagerInfo,
     TopicState,
     known_topics,
     read_managers,
@@ -46,9 +47,16 @@ def list_topics(client: Client, namespace: str) -> list[TopicRow]:
     served = served_topics(managers)
     names = sorted(set(known_topics(client, namespace)) | set(served))
     state = read_queue_state(client, namespace, names)
-    return [TopicRow(name, state.topics[name], len(serving := served.get(name, [])),
-                     sorted({m.pod or m.id for m in serving}))
-            for name in names]
+    rows = []
+    for name in names:
+        serving = served.get(name, [])
+        rows.append(TopicRow(name, state.topics[name], len(serving), _pods_of(serving)))
+    return rows
+
+
+def _pods_of(managers: list[ManagerInfo]) -> list[str]:
+    """The pods ``managers`` run in, each once (a manager's id where it has no pod)."""
+    return sorted({m.pod or m.id for m in managers})
 
 
 def drop_topic(store: RedisStore, topic: str) -> None:
@@ -59,7 +67,7 @@ def drop_topic(store: RedisStore, topic: str) -> None:
         raise KubeTaskQueueError(f"no topic {topic!r} in namespace {namespace!r}")
     serving = served_topics(read_managers(client, namespace, 0.0)).get(topic, [])
     if serving:
-        pods = ", ".join(sorted({m.pod or m.id for m in serving}))
+        pods = ", ".join(_pods_of(serving))
         raise KubeTaskQueueError(
             f"topic {topic!r} is served by {len(serving)} live manager(s) (pods {pods}): "
             "remove it from their app first; nothing was dropped")
