@@ -141,18 +141,24 @@ def _attempt_of(inflight: InFlight, task_id: str) -> Attempt:
 
 def test_a_round_that_empties_the_topics_is_not_followed_by_an_empty_one(
         redis_url: str) -> None:
-    """An idle manager woken for one task claims it in one call and blocks again while
-    the task runs: the round gave fewer than it asked for, so a round straight after
-    would find nothing."""
+    """An idle manager woken for one task claims it in one call (after the first, the
+    claim sent behind the wait: test_claim_behind_wait.py) and blocks again while the
+    task runs: the round gave fewer than it asked for, so a round straight after would
+    find nothing."""
     m = Manager(redis_url, num_workers=4, poll_interval_s=5.0)
     go = threading.Semaphore(0)
     m.register(TOPIC, lambda task: go.acquire(timeout=10))
     calls: list[int] = []  # the rows each claim call returned
-    claim = m.store.ack_and_claim
+    claim, claim_behind = m.store.ack_and_claim, m.store.wait_then_claim
 
     def counted(*args: object, **kwargs: object) -> tuple[set[str], float | None, list]:
         reply = claim(*args, **kwargs)  # type: ignore[arg-type]
         calls.append(len(reply[2]))
+        return reply
+
+    def counted_behind(*args: object, **kwargs: object) -> tuple[bool, tuple]:
+        reply = claim_behind(*args, **kwargs)  # type: ignore[arg-type]
+        calls.append(len(reply[1][2]))
         return reply
 
     def blocked_with(work: int) -> bool:  # the claim thread waits on the wake-up list
@@ -160,6 +166,7 @@ def test_a_round_that_empties_the_topics_is_not_followed_by_an_empty_one(
                 and m.stats()["topics"].get(TOPIC, {}).get("work", 0) == work)
 
     m.store.ack_and_claim = counted  # type: ignore[method-assign]
+    m.store.wait_then_claim = counted_behind  # type: ignore[method-assign]
     m.start()
     try:
         for _ in range(3):

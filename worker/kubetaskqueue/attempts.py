@@ -210,6 +210,12 @@ class InFlight:
             return len(self._attempts)
 
     @property
+    def free(self) -> int:
+        """Slots (and prefetch room) free now; only grows while the claim thread waits."""
+        with self.cond:
+            return self._free()
+
+    @property
     def running(self) -> int:
         """Attempts holding a slot (the others are prefetched, waiting)."""
         with self.cond:

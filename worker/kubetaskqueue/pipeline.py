@@ -3,7 +3,8 @@
 Threads:
 - the claim thread: waits for a free slot or a finished success, then acks the
   successes waiting and claims into the slots free, in one script call per topic
-  (claim.lua); blocks on the wake-up list when nothing is ready;
+  (claim.lua); blocks on the wake-up list when nothing is ready (a manager of one
+  topic that claimed lately sends its next claim behind that wait, in one round trip);
 - reusable task threads for sync processors (threads.py), and one event loop
   thread for ``async def`` processors.
 A success waits for the claim thread's next call, unless that thread is blocked in
@@ -47,6 +48,10 @@ _SHORT_WAIT_S = 0.1
 # An idle manager claims after a wake-up hint, or after this many empty waits.
 _IDLE_RECHECK_POLLS = 5
 
+# A claim round: tasks claimed, the soonest next due time (None: none), whether every
+# topic was asked, and whether each gave fewer than asked (Pipeline._claim_round).
+Round = tuple[int, float | None, bool, bool]
+
 
 class Pipeline:
     def __init__(self, settings: Settings, store: RedisStore, processors: dict[str, Processor],
@@ -71,6 +76,8 @@ class Pipeline:
         # Called when a sync attempt with a timeout starts (the maintenance thread's kick).
         self.on_deadline: Callable[[], None] = lambda: None
         self._offsets = itertools.count()  # rotates the first topic of each round
+        self._claimed_at = -float("inf")  # monotonic: the last claim that leased a task
+        self._claims_behind_wait = len(self.topics) == 1 and store.pipelines_on_one_connection
         self.task_threads = TaskThreads("kubetaskqueue-task")
         self.children = ChildProcesses({topic: p.fn for topic, p in processors.items()
                                         if p.isolation == "process"},
@@ -81,12 +88,16 @@ class Pipeline:
     def claim_loop(self) -> None:
         try:
             self._check_redis_config()
+            came: Round | None = None  # the round the last wait claimed with it, if any
             while not self._stopping.is_set():
-                taken = self.inflight.wait_round(self._stopping)
-                if taken is None:
-                    break
                 try:
-                    claimed, next_due, complete, drained = self._claim_round(*taken)
+                    if came is None:
+                        taken = self.inflight.wait_round(self._stopping)
+                        if taken is None:
+                            break
+                        came = self._claim_round(*taken)
+                    claimed, next_due, complete, drained = came
+                    came = None
                     self.health.success()
                     # Topics that gave fewer than asked are empty: a round straight after
                     # would claim nothing, and take the GIL from the tasks just started.
@@ -95,19 +106,9 @@ class Pipeline:
                         continue
                     if self.burst and self._nothing_left():
                         break
-                    if next_due is None and not self.burst:
-                        self._wait_idle()
-                        continue
-                    if next_due is not None and next_due < 2 * _SHORT_WAIT_S:
-                        self.inflight.wait_done(next_due, self._stopping)
-                        continue
-                    wait_s = self.settings.poll_interval_s
-                    if next_due is not None:
-                        wait_s = min(wait_s, next_due - _SHORT_WAIT_S)
-                    with self.inflight.claimer_away() as may_block:
-                        if may_block:
-                            self.store.wait_for_wake(self.topics, wait_s)
+                    came = self._wait(next_due)
                 except REDIS_ERRORS as exc:
+                    came = None
                     self._stopping.wait(self.health.failure(exc))
         except ConfigError as exc:
             self.fatal = exc  # Manager.run raises it; the CLI prints one line
@@ -118,18 +119,53 @@ class Pipeline:
             self.claim_loop_done.set()
             self._ack(self.inflight.stop_claiming())
 
-    def _wait_idle(self) -> None:
+    def _wait(self, next_due: float | None) -> Round | None:
+        """Every topic is drained: wait until there may be more to claim. Returns the
+        round the wait claimed with it, if it did (``_wait_for_wake``)."""
+        if next_due is None and not self.burst:
+            return self._wait_idle()
+        if next_due is not None and next_due < 2 * _SHORT_WAIT_S:
+            self.inflight.wait_done(next_due, self._stopping)
+            return None
+        wait_s = self.settings.poll_interval_s
+        if next_due is not None:
+            wait_s = min(wait_s, next_due - _SHORT_WAIT_S)
+        return self._wait_for_wake(wait_s)[1]
+
+    def _wait_idle(self) -> Round | None:
         """Nothing ready or scheduled: block on the wake-up list, claiming again only when
         woken. Every move into input or scheduled pushes a hint, so re-claiming after each
         empty wait is needed only as a safety net (a task pushed by hand): every
         ``_IDLE_RECHECK_POLLS`` waits."""
         for _ in range(_IDLE_RECHECK_POLLS):
             if self._stopping.is_set():
-                return
-            with self.inflight.claimer_away() as may_block:
-                if not may_block or self.store.wait_for_wake(self.topics,
-                                                             self.settings.poll_interval_s):
-                    return
+                return None
+            woken, came = self._wait_for_wake(self.settings.poll_interval_s)
+            if woken or (came is not None and (came[0] or came[1] is not None)):
+                return came
+        return None
+
+    def _wait_for_wake(self, wait_s: float) -> tuple[bool, Round | None]:
+        """Block on the wake-up list for up to ``wait_s``: True if woken (or successes
+        wait to be acked). A manager of one topic that claimed within the last poll
+        interval, so is likely to get more soon, sends its next claim in the same
+        pipeline; it returns that claim's round too. An idle one pays no claim a wait."""
+        topic = self.topics[0]
+        with self.inflight.claimer_away() as may_block:
+            if not may_block:
+                return True, None
+            ask = self.inflight.free
+            if (not self._claims_behind_wait or ask <= 0
+                    or time.monotonic() - self._claimed_at > self.settings.poll_interval_s):
+                return self.store.wait_for_wake(self.topics, wait_s), None
+            woken, (_, due_in, rows) = self.store.wait_then_claim(
+                topic, wait_s, ask, self.settings.lease_ttl_s, self.manager_id)
+        if self._stopping.is_set():  # asked during the wait: another manager may run them
+            for row in rows:
+                self.store.release(topic, row.id, row.token)
+            return woken, None
+        self._started_claimed(topic, rows)
+        return woken, (len(rows), due_in, True, len(rows) < ask)
 
     def _check_redis_config(self) -> None:
         """Refuse to work against a Redis that may evict tasks, publish the topics'
@@ -150,8 +186,7 @@ class Pipeline:
             except REDIS_ERRORS as exc:
                 self._stopping.wait(self.health.failure(exc))
 
-    def _claim_round(self, acks: list[Attempt], free: int,
-                     ) -> tuple[int, float | None, bool, bool]:
+    def _claim_round(self, acks: list[Attempt], free: int) -> Round:
         """Ack ``acks`` and claim into the ``free`` slots and those the acks free, one
         call per topic, starting at a rotating topic for fairness. Returns the tasks
         claimed, the soonest next due time, whether every topic was asked to claim (if
@@ -185,8 +220,7 @@ class Pipeline:
                 room += len(group)  # recorded: the acks' slots are the round's to fill
                 by_topic.pop(topic, None)
                 self._acked(topic, group, fenced)
-                for row in rows:
-                    self._start_attempt(topic, row)
+                self._started_claimed(topic, rows)
                 claimed += len(rows)
                 room -= len(rows)
         finally:
@@ -204,6 +238,13 @@ class Pipeline:
             if int(work) or (not controls[topic].paused and (int(inp) or int(sched))):
                 return False
         return True
+
+    def _started_claimed(self, topic: str, rows: list[Claimed]) -> None:
+        """Take the tasks a claim leased (``_start_attempt``)."""
+        if rows:
+            self._claimed_at = time.monotonic()
+        for row in rows:
+            self._start_attempt(topic, row)
 
     def _start_attempt(self, topic: str, row: Claimed) -> None:
         """Take a claimed task: run it if a slot is free, else it waits (prefetched)."""
