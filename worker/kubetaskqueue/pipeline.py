@@ -164,7 +164,7 @@ class Pipeline:
             for row in rows:
                 self.store.release(topic, row.id, row.token)
             return woken, None
-        self._started_claimed(topic, rows)
+        self._take_claimed(topic, rows)
         return woken, (len(rows), due_in, True, len(rows) < ask)
 
     def _check_redis_config(self) -> None:
@@ -220,7 +220,7 @@ class Pipeline:
                 room += len(group)  # recorded: the acks' slots are the round's to fill
                 by_topic.pop(topic, None)
                 self._acked(topic, group, fenced)
-                self._started_claimed(topic, rows)
+                self._take_claimed(topic, rows)
                 claimed += len(rows)
                 room -= len(rows)
         finally:
@@ -239,7 +239,7 @@ class Pipeline:
                 return False
         return True
 
-    def _started_claimed(self, topic: str, rows: list[Claimed]) -> None:
+    def _take_claimed(self, topic: str, rows: list[Claimed]) -> None:
         """Take the tasks a claim leased (``_start_attempt``)."""
         if rows:
             self._claimed_at = time.monotonic()

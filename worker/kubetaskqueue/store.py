@@ -212,8 +212,8 @@ class RedisStore:
                         owner: str) -> tuple[bool, tuple[set[str], float | None, list[Claimed]]]:
         """``wait_for_wake`` on one topic with ``claim`` pipelined behind it: Redis runs the
         claim as soon as the wait ends, a round trip sooner than a claim sent after the
-        wake-up (at idle, about half of enqueue -> start). Returns whether a hint came and
-        what ``ack_and_claim`` returns; the claim runs after a timeout too."""
+        wake-up (bench/README, session 16). Returns whether a hint came and what
+        ``ack_and_claim`` returns; the claim runs after a timeout too."""
         keys, args = self._claim_call(topic, [], max_count, lease_ttl_s, owner)
         script = self._scripts["claim"]
         pipe = self.client.pipeline(transaction=False)
