@@ -74,7 +74,8 @@ def test_missing_web_packages_name_the_extra(monkeypatch: pytest.MonkeyPatch) ->
     result = CliRunner().invoke(cli, ["dashboard"])
     assert result.exit_code == EXIT_RUNTIME_ERROR
     assert result.output == ("error: the dashboard needs starlette and uvicorn: "
-                             "pip install 'kubetaskqueue[dashboard]'\n")
+                             "pip install 'kubetaskqueue[dashboard]' "
+                             "(from a clone: pip install -e '.[dashboard]')\n")
 
 
 @pytest.mark.parametrize(("given", "why"), [

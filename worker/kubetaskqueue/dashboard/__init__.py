@@ -16,7 +16,10 @@ from importlib.util import find_spec
 
 REQUIRED_MODULES = ("starlette", "uvicorn")
 TOKEN_MIN_CHARS = 16  # --allow-actions refuses shorter tokens (guessable)
-INSTALL_HINT = "pip install 'kubetaskqueue[dashboard]'"
+# Both forms: README's Quick start installs from a clone (-e .), where the package form
+# would look for kubetaskqueue on the index instead.
+INSTALL_HINT = ("pip install 'kubetaskqueue[dashboard]' "
+                "(from a clone: pip install -e '.[dashboard]')")
 
 # This machine only: reading needs no token, so a wider bind is a choice (the chart makes
 # it, behind its Service), not a default.
