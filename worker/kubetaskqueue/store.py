@@ -18,6 +18,10 @@ from .keys import TopicKeys, manager_key, managers_key, topics_key
 from .lua import SCRIPTS
 from .producer import NewTasks, enqueue_call
 
+# The shortest blocking wait: the timeout's resolution is 0.01 s on Redis >= 6, and 0
+# would mean forever.
+_MIN_BLOCK_S = 0.01
+
 # Policies under which Redis may delete our keys when memory runs out.
 _EVICTING_POLICIES = {"allkeys-lru", "allkeys-lfu", "allkeys-random",
                       "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl"}
@@ -51,7 +55,6 @@ class Claimed(NamedTuple):
     claimed_at: str  # Redis server time of the claim
     keep_result_s: str  # '' = the result is not kept
     priority: str
-
 
 
 def _claim_reply(reply: list[Any]) -> tuple[set[str], float | None, list[Claimed]]:
@@ -217,7 +220,7 @@ class RedisStore:
         keys, args = self._claim_call(topic, [], max_count, lease_ttl_s, owner)
         script = self._scripts["claim"]
         pipe = self.client.pipeline(transaction=False)
-        pipe.blpop([self.keys(topic).wake], timeout=max(0.01, timeout_s))
+        pipe.blpop([self.keys(topic).wake], timeout=max(_MIN_BLOCK_S, timeout_s))
         # EVALSHA itself: a Script given a pipeline asks SCRIPT EXISTS first, a round trip.
         pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
         hint, reply = pipe.execute(raise_on_error=False)
@@ -327,8 +330,7 @@ class RedisStore:
                 fan_out = WakeFanOut(self.client, wake_keys)
                 self._wake_fan_outs[tuple(topics)] = fan_out
             return fan_out.wait(timeout_s)
-        # BLPOP's timeout resolution is 0.01 s on Redis >= 6; 0 would mean forever.
-        return self.client.blpop(wake_keys, timeout=max(0.01, timeout_s)) is not None
+        return self.client.blpop(wake_keys, timeout=max(_MIN_BLOCK_S, timeout_s)) is not None
 
     # -- topic controls ------------------------------------------------------
 
@@ -424,7 +426,7 @@ class RedisStore:
         """Block until the task's result is kept (True) or the timeout passes (False).
         The done list is rotated onto itself, not popped, so it wakes every waiter."""
         done = self.keys(topic).done(task_id)
-        return self.client.blmove(done, done, max(0.01, timeout_s),  # type: ignore[arg-type]
+        return self.client.blmove(done, done, max(_MIN_BLOCK_S, timeout_s),  # type: ignore[arg-type]
                                   "LEFT", "RIGHT") is not None  # (Redis >= 6 takes fractions)
 
     def inspect(self, topic: str) -> list[Any]:
